@@ -1,0 +1,371 @@
+"""The one definition of edgeshelf's KV keys and payloads, shared by the Worker and the builder.
+
+Pure standard-library Python: it runs unchanged under CPython (builder, unit tests) and Pyodide
+(the Worker). Anything that becomes part of a KV key passes through a ``normalize_*`` or
+``valid_*`` function here first, so no request or input content can shape a key, and every key
+this module makes is far below Workers KV's 512-byte key limit.
+
+Key schema (``<schema>`` is e.g. ``v3``)::
+
+    u:<uid>                                   profile JSON          TTL 30 days
+    seg:<country>-<lang>-<bucket>:<schema>    segment JSON          TTL 6 hours
+    seg:<country>-<lang>-default:<schema>     language default      TTL 6 hours
+    seg:global:<schema>                       global default        TTL 6 hours
+    shell:<name>                              shell pointer JSON    no TTL
+    shell:<name>:<version>                    last-known-good HTML  no TTL
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Final, TypedDict
+
+__all__ = [
+    "DEFAULT_BUCKET",
+    "DEFAULT_SCHEMA",
+    "GLOBAL_SEGMENT",
+    "MAX_CATEGORIES",
+    "MAX_PROFILE_BYTES",
+    "MAX_SEGMENT_BYTES",
+    "MAX_SEGMENT_IDS",
+    "MAX_SHELL_BYTES",
+    "PROFILE_FORMAT",
+    "SEGMENT_TTL",
+    "SHELL_PREFIX",
+    "SEGMENT_PREFIX",
+    "USER_PREFIX",
+    "USER_TTL",
+    "Profile",
+    "Segment",
+    "ShellPointer",
+    "decode_profile",
+    "decode_segment",
+    "decode_shell_pointer",
+    "encode_profile",
+    "encode_segment",
+    "encode_shell_pointer",
+    "normalize_bucket",
+    "normalize_country",
+    "normalize_lang",
+    "profile_key",
+    "schema_version",
+    "segment_chain",
+    "segment_id",
+    "segment_key",
+    "segment_key_schema",
+    "shell_backup_key",
+    "shell_pointer_key",
+    "valid_schema",
+    "valid_shell_name",
+    "valid_shell_version",
+    "valid_uid",
+    "valid_video_id",
+]
+
+USER_PREFIX: Final = "u:"
+SEGMENT_PREFIX: Final = "seg:"
+SHELL_PREFIX: Final = "shell:"
+
+SEGMENT_TTL: Final = 60 * 60 * 6
+USER_TTL: Final = 60 * 60 * 24 * 30
+
+DEFAULT_SCHEMA: Final = "v3"
+DEFAULT_BUCKET: Final = "default"
+GLOBAL_SEGMENT: Final = "global"
+UNKNOWN_COUNTRY: Final = "xx"
+UNKNOWN_LANG: Final = "xx"
+PROFILE_FORMAT: Final = 1
+
+MAX_SEGMENT_IDS: Final = 50
+MAX_CATEGORIES: Final = 8
+# Caps the Worker enforces on what it reads; the builder refuses to write anything larger, so a
+# value that passes the builder is always accepted by the Worker (tests/unit/test_contract.py).
+MAX_PROFILE_BYTES: Final = 2048
+MAX_SEGMENT_BYTES: Final = 8192
+MAX_SHELL_BYTES: Final = 5 * 1024 * 1024
+
+# The minted visitor ID: a version-4 UUID as crypto.randomUUID() prints it (122 random bits).
+_UID_RE: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+_VIDEO_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_COUNTRY_RE: Final = re.compile(r"[a-z]{2}")
+_LANG_RE: Final = re.compile(r"[a-z]{2,3}")
+_BUCKET_RE: Final = re.compile(r"[a-z0-9_]{1,32}")
+_SCHEMA_RE: Final = re.compile(r"v[0-9]{1,4}")
+_SHELL_NAME_RE: Final = re.compile(r"[a-z0-9_]{1,32}")
+_SHELL_VERSION_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_BUCKET_JUNK_RE: Final = re.compile(r"[^a-z0-9]+")
+
+
+class Profile(TypedDict):
+    """A visitor's profile as stored under ``u:<uid>``."""
+
+    fv: int
+    country: str
+    lang: str
+    affinity_bucket: str
+    recent_categories: list[str]
+    last_seen: int
+
+
+class Segment(TypedDict):
+    """A segment's shelf as stored under ``seg:...``: ``version`` is the schema's number."""
+
+    ids: list[str]
+    built_at: int
+    version: int
+
+
+class ShellPointer(TypedDict):
+    """The current version of a page shell, stored under ``shell:<name>``."""
+
+    version: str
+    path: str
+
+
+# --- validation of anything that becomes part of a key -------------------------------------
+
+
+def _full(regex: re.Pattern[str], value: object) -> bool:
+    return isinstance(value, str) and regex.fullmatch(value) is not None
+
+
+def valid_uid(value: object) -> bool:
+    """True for exactly the visitor-ID format the Worker mints."""
+    return _full(_UID_RE, value)
+
+
+def valid_video_id(value: object) -> bool:
+    return _full(_VIDEO_ID_RE, value)
+
+
+def valid_schema(value: object) -> bool:
+    return _full(_SCHEMA_RE, value)
+
+
+def valid_shell_name(value: object) -> bool:
+    return _full(_SHELL_NAME_RE, value)
+
+
+def valid_shell_version(value: object) -> bool:
+    return _full(_SHELL_VERSION_RE, value)
+
+
+def schema_version(schema: str) -> int:
+    """``"v3"`` -> ``3``; raises ``ValueError`` for anything that is not ``v<digits>``."""
+    if not valid_schema(schema):
+        raise ValueError(f"segment schema must look like v3, got {schema!r}")
+    return int(schema[1:])
+
+
+def normalize_country(value: object) -> str:
+    """ISO 3166 alpha-2, lower-case; anything else is the unknown country ``xx``."""
+    if isinstance(value, str):
+        value = value.strip().lower()
+        if _COUNTRY_RE.fullmatch(value):
+            return value
+    return UNKNOWN_COUNTRY
+
+
+def normalize_lang(value: object) -> str:
+    """Primary language subtag, lower-case (``en-US`` -> ``en``); otherwise ``xx``."""
+    if isinstance(value, str):
+        value = value.strip().lower().replace("_", "-").split("-", 1)[0]
+        if _LANG_RE.fullmatch(value):
+            return value
+    return UNKNOWN_LANG
+
+
+def normalize_bucket(value: object) -> str:
+    """A category or bucket name as a key part: ``[a-z0-9_]``, at most 32 characters."""
+    if isinstance(value, str):
+        value = _BUCKET_JUNK_RE.sub("_", value.strip().lower()).strip("_")[:32].rstrip("_")
+        if value:
+            return value
+    return DEFAULT_BUCKET
+
+
+# --- keys ----------------------------------------------------------------------------------
+
+
+def profile_key(uid: str) -> str:
+    if not valid_uid(uid):
+        raise ValueError("not a visitor ID of the minted format")
+    return USER_PREFIX + uid
+
+
+def segment_id(country: str, lang: str, bucket: str) -> str:
+    """``us-en-shorts`` from already-normalised parts (normalised again: cheap and safe)."""
+    return f"{normalize_country(country)}-{normalize_lang(lang)}-{normalize_bucket(bucket)}"
+
+
+def segment_key_schema(key: str) -> str | None:
+    """The ``<schema>`` of a segment key (``seg:us-en-x:v3`` -> ``v3``); ``None`` if not one."""
+    if not key.startswith(SEGMENT_PREFIX):
+        return None
+    schema = key.rsplit(":", 1)[-1]
+    return schema if valid_schema(schema) and key.count(":") == 2 else None
+
+
+def segment_key(seg_id: str, schema: str) -> str:
+    if not valid_schema(schema):
+        raise ValueError(f"segment schema must look like v3, got {schema!r}")
+    return f"{SEGMENT_PREFIX}{seg_id}:{schema}"
+
+
+def segment_chain(country: str, lang: str, bucket: str) -> list[str]:
+    """Segment IDs to try in order: exact, ``<country>-<lang>-default``, global."""
+    exact = segment_id(country, lang, bucket)
+    lang_default = segment_id(country, lang, DEFAULT_BUCKET)
+    chain = [exact] if exact == lang_default else [exact, lang_default]
+    chain.append(GLOBAL_SEGMENT)
+    return chain
+
+
+def shell_pointer_key(name: str) -> str:
+    if not valid_shell_name(name):
+        raise ValueError(f"shell name must match [a-z0-9_]{{1,32}}, got {name!r}")
+    return SHELL_PREFIX + name
+
+
+def shell_backup_key(name: str, version: str) -> str:
+    if not valid_shell_version(version):
+        raise ValueError(f"shell version must match [A-Za-z0-9._-]{{1,64}}, got {version!r}")
+    return f"{shell_pointer_key(name)}:{version}"
+
+
+# --- payloads ------------------------------------------------------------------------------
+
+
+def _dumps(payload: object) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True, sort_keys=True)
+
+
+def _loads_object(text: object, limit: int) -> dict[str, Any] | None:
+    if not isinstance(text, str) or not text or len(text) > limit:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+
+
+def encode_profile(
+    *,
+    country: str,
+    lang: str,
+    affinity_bucket: str,
+    recent_categories: list[str],
+    last_seen: int,
+) -> str:
+    """Serialise a profile; parts are normalised, so the result always decodes."""
+    cats: list[str] = []
+    for cat in recent_categories:
+        norm = normalize_bucket(cat)
+        if norm not in cats:
+            cats.append(norm)
+    profile: Profile = {
+        "fv": PROFILE_FORMAT,
+        "country": normalize_country(country),
+        "lang": normalize_lang(lang),
+        "affinity_bucket": normalize_bucket(affinity_bucket),
+        "recent_categories": cats[:MAX_CATEGORIES],
+        "last_seen": int(last_seen),
+    }
+    if not _is_int(profile["last_seen"]):
+        raise ValueError(f"last_seen must be epoch seconds, got {last_seen!r}")
+    return _dumps(profile)
+
+
+def decode_profile(text: object) -> Profile | None:
+    """Parse and validate a stored profile; ``None`` for anything missing, corrupt or oversized."""
+    obj = _loads_object(text, MAX_PROFILE_BYTES)
+    if obj is None or obj.get("fv") != PROFILE_FORMAT:
+        return None
+    country, lang, bucket = obj.get("country"), obj.get("lang"), obj.get("affinity_bucket")
+    cats, last_seen = obj.get("recent_categories"), obj.get("last_seen")
+    if not (
+        _full(_COUNTRY_RE, country)
+        and _full(_LANG_RE, lang)
+        and _full(_BUCKET_RE, bucket)
+        and isinstance(cats, list)
+        and len(cats) <= MAX_CATEGORIES
+        and all(_full(_BUCKET_RE, c) for c in cats)
+        and _is_int(last_seen)
+    ):
+        return None
+    return {
+        "fv": PROFILE_FORMAT,
+        "country": country,
+        "lang": lang,
+        "affinity_bucket": bucket,
+        "recent_categories": list(cats),
+        "last_seen": last_seen,
+    }  # type: ignore[typeddict-item]  # each field was checked above
+
+
+def encode_segment(ids: list[str], *, built_at: int, schema: str) -> str:
+    """Serialise a segment's top-N; refuses IDs the Worker would reject, dedups, caps at 50."""
+    unique: list[str] = []
+    for vid in ids:
+        if not valid_video_id(vid):
+            raise ValueError(f"invalid video id {vid!r}: must match [A-Za-z0-9_-]{{1,64}}")
+        if vid not in unique:
+            unique.append(vid)
+    segment: Segment = {
+        "ids": unique[:MAX_SEGMENT_IDS],
+        "built_at": int(built_at),
+        "version": schema_version(schema),
+    }
+    return _dumps(segment)
+
+
+def decode_segment(text: object, schema: str) -> Segment | None:
+    """Parse a stored segment; ``None`` when corrupt, oversized or of another schema version.
+
+    Invalid video IDs inside an otherwise good segment are dropped rather than failing the
+    whole shelf: one bad row upstream should not empty a shelf seen by millions.
+    """
+    obj = _loads_object(text, MAX_SEGMENT_BYTES)
+    if obj is None:
+        return None
+    ids, built_at, version = obj.get("ids"), obj.get("built_at"), obj.get("version")
+    if not (isinstance(ids, list) and _is_int(built_at) and _is_int(version)):
+        return None
+    if not valid_schema(schema) or version != int(schema[1:]):
+        return None
+    seen: list[str] = []
+    for vid in ids:
+        if valid_video_id(vid) and vid not in seen:
+            seen.append(vid)
+            if len(seen) == MAX_SEGMENT_IDS:
+                break
+    return {"ids": seen, "built_at": built_at, "version": version}
+
+
+def encode_shell_pointer(version: str, path: str = "/") -> str:
+    if not valid_shell_version(version):
+        raise ValueError(f"shell version must match [A-Za-z0-9._-]{{1,64}}, got {version!r}")
+    if not (path.startswith("/") and len(path) <= 256 and "\\" not in path and "//" not in path):
+        raise ValueError(f"shell path must be an absolute path, got {path!r}")
+    pointer: ShellPointer = {"version": version, "path": path}
+    return _dumps(pointer)
+
+
+def decode_shell_pointer(text: object) -> ShellPointer | None:
+    obj = _loads_object(text, 1024)
+    if obj is None:
+        return None
+    version, path = obj.get("version"), obj.get("path")
+    if not (valid_shell_version(version) and isinstance(path, str)):
+        return None
+    try:
+        encode_shell_pointer(version, path)  # type: ignore[arg-type]  # checked just above
+    except ValueError:
+        return None
+    return {"version": version, "path": path}  # type: ignore[typeddict-item]
