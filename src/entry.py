@@ -1,4 +1,5 @@
-from workers import WorkerEntrypoint, Response
+from workers import Response, WorkerEntrypoint
+
 
 class Default(WorkerEntrypoint):
     async def fetch(self, request):
