@@ -1,0 +1,107 @@
+// Origin stand-in: serves page shells and plain pages, with switchable faults for tests.
+//
+//   GET  /              the home shell (shells/home.html), with the headers a real origin
+//                       sends (Set-Cookie, ETag, Last-Modified) that the Worker must strip
+//   GET  /<other>       a small plain page naming the method and path (passthrough routes)
+//   POST /__origin/config {mode, delay_ms, pad_bytes}   mode: ok | down | slow | error |
+//                       nohtml | noslot; pad_bytes grows the shell to about that size
+//   GET  /__origin/stats  {requests, shell_requests}
+import fs from "node:fs";
+import http from "node:http";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const MODES = new Set(["ok", "down", "slow", "error", "nohtml", "noslot"]);
+
+function padded(html, padBytes) {
+  if (!padBytes || html.length >= padBytes) return html;
+  // Realistic filler: repeated cards below the fold, so HTMLRewriter parses real markup.
+  const card = '<li class="card"><a href="/watch/filler"><img alt="" src="/t.jpg"><span>More to watch</span></a></li>\n';
+  const need = Math.ceil((padBytes - html.length) / card.length);
+  return html.replace("</main>", `<ul class="filler">\n${card.repeat(need)}</ul>\n</main>`);
+}
+
+export async function startOrigin({ host = "127.0.0.1", port = 8789 } = {}) {
+  const shellFile = path.join(HERE, "shells", "home.html");
+  const state = { mode: "ok", delay_ms: 0, pad_bytes: 0, requests: 0, shell_requests: 0 };
+
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url, `http://${req.headers.host || host}`);
+    if (url.pathname === "/__origin/config" && req.method === "POST") {
+      let body = "";
+      req.on("data", (c) => (body += c));
+      req.on("end", () => {
+        try {
+          const cfg = JSON.parse(body || "{}");
+          if (cfg.mode !== undefined && !MODES.has(cfg.mode)) throw new Error(`unknown mode ${cfg.mode}`);
+          for (const k of ["mode", "delay_ms", "pad_bytes"]) if (cfg[k] !== undefined) state[k] = cfg[k];
+          res.writeHead(200, { "content-type": "application/json" });
+          res.end(JSON.stringify(state));
+        } catch (err) {
+          res.writeHead(400, { "content-type": "text/plain" });
+          res.end(String(err.message));
+        }
+      });
+      return;
+    }
+    if (url.pathname === "/__origin/stats") {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify(state));
+      return;
+    }
+    state.requests += 1;
+    const isShell = url.pathname === "/" || url.pathname.startsWith("/__shell/");
+    if (isShell) state.shell_requests += 1;
+    if (state.mode === "down") {
+      req.socket.destroy();
+      return;
+    }
+    const respond = () => {
+      if (state.mode === "error") {
+        res.writeHead(503, { "content-type": "text/html" });
+        res.end("<h1>origin maintenance</h1>");
+        return;
+      }
+      if (!isShell) {
+        res.writeHead(200, { "content-type": "text/plain; charset=utf-8", "x-origin": "stand-in" });
+        res.end(`origin page ${req.method} ${url.pathname}\n`);
+        return;
+      }
+      if (state.mode === "nohtml") {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end('{"not":"html"}');
+        return;
+      }
+      let html = fs.readFileSync(shellFile, "utf8");
+      if (state.mode === "noslot") html = html.replaceAll("data-edgeshelf-slot", "data-no-slot");
+      html = padded(html, state.pad_bytes);
+      res.writeHead(200, {
+        "content-type": "text/html; charset=utf-8",
+        "content-length": Buffer.byteLength(html),
+        "cache-control": "public, max-age=60",
+        etag: '"shell-1"',
+        "last-modified": "Mon, 23 Nov 2026 12:00:00 GMT",
+        "set-cookie": "origin_session=do-not-cache; Path=/; HttpOnly",
+        "x-origin": "stand-in",
+      });
+      res.end(req.method === "HEAD" ? undefined : html);
+    };
+    const delay = state.mode === "slow" ? Math.max(state.delay_ms, 5000) : state.delay_ms;
+    if (delay > 0) setTimeout(respond, delay);
+    else respond();
+  });
+  await new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, resolve);
+  });
+  return {
+    port: server.address().port,
+    state,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections?.();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,9 @@
+"""The foundation: the Worker from src/ answers over HTTP from workerd."""
+
+import httpx
+
+
+def test_worker_answers_from_src(stack):
+    """A request to the local Worker is answered by code in src/ running in workerd."""
+    r = httpx.get(stack.worker + "/")
+    assert r.status_code == 200
