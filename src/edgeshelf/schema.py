@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Final, TypedDict
+from typing import Any, Final, TypedDict, cast
 
 __all__ = [
     "DEFAULT_BUCKET",
@@ -34,6 +34,8 @@ __all__ = [
     "SEGMENT_PREFIX",
     "SEGMENT_TTL",
     "SHELL_PREFIX",
+    "UNKNOWN_COUNTRY",
+    "UNKNOWN_LANG",
     "USER_PREFIX",
     "USER_TTL",
     "Profile",
@@ -299,14 +301,17 @@ def decode_profile(text: object) -> Profile | None:
         and _is_int(last_seen)
     ):
         return None
-    return {
-        "fv": PROFILE_FORMAT,
-        "country": country,
-        "lang": lang,
-        "affinity_bucket": bucket,
-        "recent_categories": list(cats),
-        "last_seen": last_seen,
-    }  # type: ignore[typeddict-item]  # each field was checked above
+    return cast(
+        "Profile",
+        {
+            "fv": PROFILE_FORMAT,
+            "country": country,
+            "lang": lang,
+            "affinity_bucket": bucket,
+            "recent_categories": list(cats),
+            "last_seen": last_seen,
+        },
+    )
 
 
 def encode_segment(ids: list[str], *, built_at: int, schema: str) -> str:
@@ -345,7 +350,7 @@ def decode_segment(text: object, schema: str) -> Segment | None:
             seen.append(vid)
             if len(seen) == MAX_SEGMENT_IDS:
                 break
-    return {"ids": seen, "built_at": built_at, "version": version}
+    return cast("Segment", {"ids": seen, "built_at": built_at, "version": version})
 
 
 def encode_shell_pointer(version: str, path: str = "/") -> str:
@@ -365,7 +370,7 @@ def decode_shell_pointer(text: object) -> ShellPointer | None:
     if not (valid_shell_version(version) and isinstance(path, str)):
         return None
     try:
-        encode_shell_pointer(version, path)  # type: ignore[arg-type]  # checked just above
+        encode_shell_pointer(cast("str", version), path)
     except ValueError:
         return None
-    return {"version": version, "path": path}  # type: ignore[typeddict-item]
+    return cast("ShellPointer", {"version": version, "path": path})

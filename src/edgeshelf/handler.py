@@ -1,0 +1,335 @@
+"""The read path: request -> identity -> profile -> segment -> shell -> injected page.
+
+FFI module (runs only in workerd); every decision it makes is delegated to a pure module.
+Per-request FFI work is kept small: option objects are built once per isolate, independent
+reads are started together (JS promises run as soon as they are created), and HTMLRewriter gets
+one handler proxy per request, released when the document ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from js import Headers, HTMLRewriter, Object, Request, Response, fetch, queueMicrotask
+from pyodide.ffi import JsException, create_proxy, to_js
+
+from . import identity, inject, schema
+from .config import Config, load_config
+from .metrics import RequestRecord
+from .profile import Audience, audience_for
+from .segments import EMPTY_LEVEL, LEVELS, chain_for, ids_from
+from .shell import ShellSource, ShellStore
+
+__all__ = ["handle"]
+
+_PERSONALIZED_METHODS = ("GET", "HEAD")
+_UNAVAILABLE_PAGE = (
+    "<!doctype html><html lang=en><meta charset=utf-8><title>Back soon</title>"
+    "<h1>We'll be right back</h1><p>This page is briefly unavailable. Please retry in a minute."
+)
+
+
+def _js_object(pairs: list[tuple[str, Any]]) -> Any:
+    return Object.fromEntries(to_js(pairs))
+
+
+class _Isolate:
+    """Everything built once per isolate: configuration and prebuilt JS option objects."""
+
+    def __init__(self, env: Any) -> None:
+        self.config: Config = load_config(lambda name: getattr(env, name, None))
+        self.kv = env.EDGESHELF_KV
+        self.metrics = getattr(env, "EDGESHELF_METRICS", None)
+        self.text_opts = _js_object([("type", "text"), ("cacheTtl", self.config.kv_cache_ttl)])
+        self.html_opts = _js_object([("html", True)])
+        self.shells = ShellStore(
+            self.kv,
+            self.config.origin_url,
+            self.config.origin_timeout_ms,
+            self.text_opts,
+            self.config.pointer_ttl_s,
+        )
+        for problem in self.config.problems:
+            print(f'{{"event":"edgeshelf.config","problem":{_json_str(problem)}}}')
+
+
+def _json_str(text: str) -> str:
+    return json.dumps(text)
+
+
+_ISOLATE: _Isolate | None = None
+
+
+def _isolate(env: Any) -> _Isolate:
+    global _ISOLATE  # noqa: PLW0603  # one per isolate by design: workerd reuses module state
+    if _ISOLATE is None:
+        _ISOLATE = _Isolate(env)
+    return _ISOLATE
+
+
+# --- HTMLRewriter handler --------------------------------------------------------------------
+
+_RELEASE_QUEUE: list[Any] = []
+
+
+def _release_pending() -> None:
+    while _RELEASE_QUEUE:
+        _RELEASE_QUEUE.pop().destroy()
+
+
+_RELEASE = create_proxy(_release_pending)
+
+
+class _SlotWriter:
+    """Element handler for the slot and document handler for the end of the stream."""
+
+    def __init__(self, script: str, cards: str | None, html_opts: Any) -> None:
+        self.script = script
+        self.cards = cards
+        self.html_opts = html_opts
+        self.done = False
+        self.proxy: Any = None
+
+    def element(self, el: Any) -> None:
+        if self.done:  # only the first slot gets the shelf
+            return
+        self.done = True
+        if self.cards is not None and el.getAttribute(inject.RENDER_ATTR) == "cards":
+            el.setInnerContent(self.cards + self.script, self.html_opts)
+        else:
+            el.append(self.script, self.html_opts)
+
+    def end(self, _end: Any) -> None:
+        # Destroying a proxy from inside its own call is unsafe; queue it for a microtask.
+        if self.proxy is not None:
+            _RELEASE_QUEUE.append(self.proxy)
+            self.proxy = None
+            queueMicrotask(_RELEASE)
+
+
+# --- the handler -----------------------------------------------------------------------------
+
+
+async def handle(request: Any, env: Any, ctx: Any) -> Any:
+    """Answer one request; never raises (the worst case is a 503 with Retry-After)."""
+    started = time.perf_counter()
+    js_req = getattr(request, "js_object", request)
+    record = RequestRecord()
+    try:
+        iso = _isolate(env)
+        method = str(js_req.method)
+        parts = urlsplit(str(js_req.url))
+        path = parts.path or "/"
+        record.method, record.path = method, path[:256]
+        shell_name = iso.config.paths.get(path)
+        if method not in _PERSONALIZED_METHODS or shell_name is None:
+            return await _passthrough(iso, js_req, parts)
+        response = await _personalize(iso, js_req, ctx, parts, shell_name, record, started)
+    except Exception as exc:  # containment: the visitor always gets a page
+        record.errors.append(f"unhandled: {type(exc).__name__}")
+        response = _unavailable()
+    record.status = int(response.status)
+    record.total_ms = (time.perf_counter() - started) * 1000
+    _report(record)
+    return response
+
+
+def _report(record: RequestRecord) -> None:
+    print(record.to_json())
+    iso = _ISOLATE
+    if iso is not None and iso.metrics is not None:
+        # Metrics must never cost a visitor their page.
+        with contextlib.suppress(JsException):
+            point = to_js(record.data_point(), dict_converter=Object.fromEntries)
+            iso.metrics.writeDataPoint(point)
+
+
+async def _passthrough(iso: _Isolate, js_req: Any, parts: Any) -> Any:
+    """Everything that is not a personalized route goes to the origin untouched."""
+    if not iso.config.origin_url:
+        return _unavailable()
+    target = iso.config.origin_url + parts.path + (f"?{parts.query}" if parts.query else "")
+    try:
+        return await fetch(Request.new(target, js_req))
+    except JsException:
+        return _unavailable(status=502)
+
+
+def _unavailable(status: int = 503) -> Any:
+    headers = Headers.new(
+        to_js(
+            [
+                ["content-type", "text/html; charset=utf-8"],
+                ["cache-control", "no-store"],
+                ["retry-after", "30"],
+            ]
+        )
+    )
+    return Response.new(_UNAVAILABLE_PAGE, _js_object([("status", status), ("headers", headers)]))
+
+
+async def _personalize(
+    iso: _Isolate, js_req: Any, ctx: Any, parts: Any, shell_name: str,
+    record: RequestRecord, started: float,
+) -> Any:  # fmt: skip
+    cfg = iso.config
+    headers = js_req.headers
+
+    # 1. Identity. GPC: no persistent ID at all, request signals only.
+    set_cookie: str | None = None
+    uid: str | None = None
+    if identity.wants_no_tracking(headers.get("sec-gpc")):
+        record.visitor = "gpc"
+    else:
+        uid = identity.read_uid(headers.get("cookie"), cfg.cookie_name)
+        if uid is None:
+            uid = identity.mint_uid()
+            set_cookie = identity.set_cookie_header(cfg.cookie_name, uid)
+            record.visitor = "minted"
+        else:
+            record.visitor = "cookie"
+
+    # 2. Start the independent reads together: the profile and the shell (pointer, then cache).
+    profile_promise = (
+        iso.kv.get(schema.profile_key(uid), iso.text_opts)
+        if uid is not None and record.visitor == "cookie"
+        else None
+    )
+    pointer_promise = iso.shells.pointer_promise(shell_name)
+    request_origin = f"{parts.scheme}://{parts.netloc}"
+    cache_promise = None
+    if pointer_promise is None:
+        version, shell_path = iso.shells.resolve_pointer(shell_name, None, False, parts.path)
+        cache_key, cache_promise = iso.shells.cache_lookup(request_origin, shell_name, version)
+
+    # 3. Profile -> audience -> segment chain. A failure here costs the shelf, not the page.
+    kv_started = time.perf_counter()
+    try:
+        audience = await _audience(iso, js_req, headers, profile_promise, record)
+    except Exception as exc:  # containment: fall back to request signals
+        record.errors.append(f"profile: {type(exc).__name__}")
+        audience = audience_for(None, None, None)
+    record.profile = audience.source
+
+    if pointer_promise is not None:
+        try:
+            pointer_text = await pointer_promise
+        except JsException as exc:
+            record.errors.append(f"kv-pointer: {exc.name}")
+            pointer_text = None
+        record.kv_read("hit" if pointer_text is not None else "miss")
+        version, shell_path = iso.shells.resolve_pointer(shell_name, pointer_text, True, parts.path)
+        cache_key, cache_promise = iso.shells.cache_lookup(request_origin, shell_name, version)
+
+    try:
+        shelf = await _shelf(iso, audience, record)
+    except Exception as exc:  # containment: the shell's default content stays
+        record.errors.append(f"segment: {type(exc).__name__}")
+        record.segment, record.fallback = "", EMPTY_LEVEL
+        shelf = inject.Shelf([], "", EMPTY_LEVEL, cfg.schema)
+    record.kv_ms = (time.perf_counter() - kv_started) * 1000
+
+    # 4. The shell: cache, else origin / KV backup (filled into the cache via waitUntil).
+    shell_started = time.perf_counter()
+    shell = await _shell(
+        iso, ctx, cache_promise, cache_key, shell_name, version, shell_path, record
+    )
+    record.shell_ms = (time.perf_counter() - shell_started) * 1000
+    if shell is None:
+        return _unavailable()
+    record.shell, record.shell_version = shell.source, shell.version
+
+    # 5. Inject and answer.
+    out = Headers.new(
+        to_js(
+            [
+                ["content-type", shell.content_type],
+                ["cache-control", "private, no-store"],
+                ["vary", "Cookie"],
+                ["server-timing", _server_timing(record, shell.source)],
+            ]
+        )
+    )
+    if set_cookie is not None:
+        out.append("set-cookie", set_cookie)
+    if cfg.debug_headers:
+        out.set(
+            "x-edgeshelf-debug",
+            f"segment={shelf.segment}; fallback={LEVELS[shelf.fallback]}; shell={shell.source}",
+        )
+    method = record.method
+    base = Response.new(None if method == "HEAD" else shell.body, _js_object([("headers", out)]))
+    if method == "HEAD":
+        return base
+    writer = _SlotWriter(
+        inject.script_html(shelf),
+        inject.cards_html(shelf.ids) if shelf.ids else None,
+        iso.html_opts,
+    )
+    proxy = create_proxy(writer)
+    writer.proxy = proxy
+    return HTMLRewriter.new().on(inject.SLOT_SELECTOR, proxy).onDocument(proxy).transform(base)
+
+
+def _server_timing(record: RequestRecord, source: str) -> str:
+    return f"kv;dur={record.kv_ms:.2f}, shell;dur={record.shell_ms:.2f};desc={source}"
+
+
+async def _audience(
+    iso: _Isolate, js_req: Any, headers: Any, profile_promise: Any, record: RequestRecord
+) -> Audience:
+    profile_text = None
+    if profile_promise is not None:
+        try:
+            profile_text = await profile_promise
+        except JsException as exc:
+            record.errors.append(f"kv-profile: {exc.name}")
+        record.kv_read("hit" if profile_text is not None else "miss")
+        record.profile_read = "miss" if profile_text is None else "hit"
+    cf = js_req.cf
+    audience = audience_for(
+        profile_text if isinstance(profile_text, str) else None,
+        getattr(cf, "country", None) if cf is not None else None,
+        headers.get("accept-language"),
+    )
+    if profile_text is not None and audience.source != "kv":
+        record.profile_read = "invalid"
+    return audience
+
+
+async def _shelf(iso: _Isolate, audience: Any, record: RequestRecord) -> inject.Shelf:
+    seg_schema = iso.config.schema
+    for step in chain_for(audience, seg_schema):
+        try:
+            text = await iso.kv.get(step.key, iso.text_opts)
+        except JsException as exc:
+            record.errors.append(f"kv-segment: {exc.name}")
+            text = None
+        ids = ids_from(text, seg_schema)
+        outcome = "hit" if ids is not None else ("miss" if text is None else "invalid")
+        record.kv_read(outcome)
+        record.segment_reads.append(outcome)
+        if ids is not None:
+            record.segment, record.fallback = step.segment, step.level
+            return inject.Shelf(ids, step.segment, step.level, seg_schema)
+    record.segment, record.fallback = "", EMPTY_LEVEL
+    return inject.Shelf([], "", EMPTY_LEVEL, seg_schema)
+
+
+async def _shell(
+    iso: _Isolate, ctx: Any, cache_promise: Any, cache_key: str, name: str, version: str,
+    path: str, record: RequestRecord,
+) -> ShellSource | None:  # fmt: skip
+    try:
+        cached = await cache_promise
+    except JsException as exc:
+        record.errors.append(f"cache: {exc.name}")
+        cached = None
+    if cached is not None:
+        ctype = cached.headers.get("content-type") or "text/html; charset=utf-8"
+        return ShellSource(cached.body, ctype, "cache", version)
+    return await iso.shells.fill(ctx, cache_key, name, version, path, record.errors)

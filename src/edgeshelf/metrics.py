@@ -1,0 +1,63 @@
+"""One record per personalized request: the JSON log line and the Analytics Engine point (pure).
+
+From these three numbers come the operational metrics: request count (records), KV miss rate
+(sum of ``kv_misses`` / sum of ``kv_reads``) and fallback rate (share of records with
+``fallback`` > 0). docs/operations.md shows the queries.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["RequestRecord"]
+
+_EVENT = "edgeshelf.request"
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    method: str = "GET"
+    path: str = "/"
+    visitor: str = "none"  # cookie | minted | gpc
+    profile: str = "none"  # kv | request (defaulted from cf.country + Accept-Language)
+    profile_read: str = "skipped"  # hit | miss | invalid | skipped
+    segment: str = ""
+    fallback: int = 3
+    segment_reads: list[str] = field(default_factory=list)  # "hit"/"miss"/"invalid" per step
+    kv_reads: int = 0
+    kv_misses: int = 0
+    shell: str = "none"  # cache | origin | kv-backup | none
+    shell_version: str = ""
+    status: int = 200
+    kv_ms: float = 0.0
+    shell_ms: float = 0.0
+    total_ms: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def kv_read(self, outcome: str) -> None:
+        self.kv_reads += 1
+        if outcome != "hit":
+            self.kv_misses += 1
+
+    def to_json(self) -> str:
+        record: dict[str, Any] = {"event": _EVENT}
+        record.update(asdict(self))
+        for key in ("kv_ms", "shell_ms", "total_ms"):
+            record[key] = round(record[key], 3)
+        return json.dumps(record, separators=(",", ":"))
+
+    def data_point(self) -> dict[str, Any]:
+        """Analytics Engine: blobs are dimensions, doubles are summed; index by segment."""
+        return {
+            "indexes": [self.segment[:96]],
+            "blobs": [self.segment, str(self.fallback), self.shell, self.profile, self.visitor],
+            "doubles": [
+                1.0,
+                float(self.kv_reads),
+                float(self.kv_misses),
+                1.0 if self.fallback > 0 else 0.0,
+                self.total_ms,
+            ],
+        }

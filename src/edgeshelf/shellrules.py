@@ -1,0 +1,60 @@
+"""Pure rules for page shells: cache keys, what is usable, and the isolate's pointer memo."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+from urllib.parse import quote
+
+from . import schema
+
+__all__ = [
+    "CACHE_CONTROL_SHELL",
+    "NO_POINTER_VERSION",
+    "ShellPointerMemo",
+    "cache_key_url",
+    "usable_shell",
+]
+
+# Cache keys are versioned, so a cached shell never needs invalidating: a year at the edge.
+CACHE_CONTROL_SHELL: Final = "public, s-maxage=31536000, max-age=0"
+# The version used while no pointer has been published: the origin's current page.
+NO_POINTER_VERSION: Final = "0"
+_ORIGIN_RE: Final = re.compile(r"https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?")
+
+
+def cache_key_url(request_origin: str, name: str, version: str) -> str:
+    """The Cache API key of a shell version, on the request's own (validated) origin."""
+    origin = request_origin if _ORIGIN_RE.fullmatch(request_origin) else "https://edgeshelf.invalid"
+    return f"{origin}/__edgeshelf/shell/{quote(name, safe='')}/{quote(version, safe='')}"
+
+
+def usable_shell(text: object) -> bool:
+    return isinstance(text, str) and 0 < len(text) <= schema.MAX_SHELL_BYTES
+
+
+class ShellPointerMemo:
+    """The shell pointer per route, kept in isolate memory for a few seconds.
+
+    Saves one KV read per request; a new shell version is picked up within the TTL.
+    """
+
+    def __init__(self, ttl_s: float) -> None:
+        self._ttl = ttl_s
+        self._entries: dict[str, tuple[str, str, float]] = {}
+
+    def fresh(self, name: str, now: float) -> bool:
+        entry = self._entries.get(name)
+        return entry is not None and entry[2] > now
+
+    def store(self, name: str, pointer: schema.ShellPointer | None, now: float) -> None:
+        if pointer is None:
+            self._entries[name] = (NO_POINTER_VERSION, "", now + self._ttl)
+        else:
+            self._entries[name] = (pointer["version"], pointer["path"], now + self._ttl)
+
+    def get(self, name: str, default_path: str) -> tuple[str, str]:
+        entry = self._entries.get(name)
+        if entry is None:
+            return NO_POINTER_VERSION, default_path
+        return entry[0], entry[1] or default_path
