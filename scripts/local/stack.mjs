@@ -65,21 +65,47 @@ function findSdkDir() {
   throw new Error("workers-runtime-sdk is not installed: run `uv sync` first");
 }
 
-function workerModules(runtime, srcDir) {
+function workerModules(runtime, srcDir, entry = "entry.py") {
   const own = pythonModules(srcDir);
   if (runtime === "current") {
     // The entry module must come first: Miniflare treats the first module as the main one.
-    const main = own.find((m) => m.path.endsWith("/entry.py"));
+    const main = own.find((m) => m.path === path.posix.join(VIRTUAL_ROOT, entry));
     return [main, ...own.filter((m) => m !== main)];
   }
   const adapterDir = path.join(HERE, "adapter");
   const adapter = pythonModules(adapterDir);
   const main = adapter.find((m) => m.path.endsWith("/edgeshelf_adapter_main.py"));
+  if (entry !== "entry.py") {
+    // The adapter imports `entry`; serve another file under that name.
+    const alt = own.find((m) => m.path === path.posix.join(VIRTUAL_ROOT, entry));
+    const rest = own.filter((m) => m !== alt && !m.path.endsWith("/entry.py"));
+    own.length = 0;
+    own.push({ ...alt, path: path.posix.join(VIRTUAL_ROOT, "entry.py") }, ...rest);
+  }
   const sdk = pythonModules(path.join(findSdkDir(), "workers")).map((m) => ({
     ...m,
     path: m.path.replace(VIRTUAL_ROOT, `${VIRTUAL_ROOT}/workers`),
   }));
   return [main, ...adapter.filter((m) => m !== main), ...own, ...sdk];
+}
+
+/**
+ * Miniflare options for a Python Worker whose `Default(WorkerEntrypoint)` lives in
+ * `srcDir/entry` (the offline runtime gets the SDK and the adapter). Used for edgeshelf's own
+ * Worker here and for the benchmark's Python passthrough Worker.
+ */
+export function pythonWorkerOptions({ name, srcDir, entry = "entry.py", runtime, compatibilityDate,
+  compatibilityFlags = ["python_workers"], kvNamespaces = {}, bindings = {}, extra = {} }) {
+  return {
+    name,
+    modulesRoot: VIRTUAL_ROOT,
+    modules: workerModules(runtime, srcDir, entry),
+    compatibilityDate: runtime === "current" ? compatibilityDate : "2024-11-01",
+    compatibilityFlags,
+    kvNamespaces,
+    bindings,
+    ...extra,
+  };
 }
 
 async function loadMiniflare(runtime) {
@@ -140,16 +166,16 @@ export async function startStack({
     cf: { country: "US", colo: "LCL", asn: 64512 },
     ...persistOpts,
     workers: [
-      {
+      pythonWorkerOptions({
         name: config.name,
-        modulesRoot: VIRTUAL_ROOT,
-        modules: workerModules(runtime, srcDir),
-        compatibilityDate: runtime === "current" ? config.compatibilityDate : "2024-11-01",
+        srcDir,
+        runtime,
+        compatibilityDate: config.compatibilityDate,
         compatibilityFlags: config.compatibilityFlags,
         kvNamespaces: namespaces,
         bindings: workerVars,
-        routes: ["*"],
-      },
+        extra: { routes: ["*"] },
+      }),
       {
         name: "cloudflare-api",
         modules: true,
@@ -187,6 +213,7 @@ export async function startStack({
     persist: persist ?? null,
     mf,
     originServer,
+    vars: workerVars,
     async dispose() {
       await mf.dispose();
       await originServer.close();
