@@ -968,6 +968,7 @@ async function handleControl(request, env, url) {
     // Knobs not given go back to their defaults, so a POST states the whole fault setting.
     state.config = buildConfig(body, state.defaults);
     state.rng = mulberry32(state.config.seed);
+    state.window = null; // a new rate_limit setting starts a fresh window
     return Response.json({ ok: true, config: state.config });
   }
   throw new ApiError(404, CODE.noRoute, "No route for that URI");
