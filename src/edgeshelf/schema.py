@@ -97,6 +97,7 @@ _SCHEMA_RE: Final = re.compile(r"v[0-9]{1,4}")
 _SHELL_NAME_RE: Final = re.compile(r"[a-z0-9_]{1,32}")
 _SHELL_VERSION_RE: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _BUCKET_JUNK_RE: Final = re.compile(r"[^a-z0-9]+")
+_SEGMENT_ID_RE: Final = re.compile(r"[a-z]{2}-[a-z]{2,3}-[a-z0-9_]{1,32}")
 
 
 class Profile(TypedDict):
@@ -210,6 +211,9 @@ def segment_key_schema(key: str) -> str | None:
 
 
 def segment_key(seg_id: str, schema: str) -> str:
+    """``seg:<id>:<schema>`` for a :func:`segment_id` result or ``global``; else ValueError."""
+    if seg_id != GLOBAL_SEGMENT and not _full(_SEGMENT_ID_RE, seg_id):
+        raise ValueError(f"segment id must look like us-en-shorts or be global, got {seg_id!r}")
     if not valid_schema(schema):
         raise ValueError(f"segment schema must look like v3, got {schema!r}")
     return f"{SEGMENT_PREFIX}{seg_id}:{schema}"
