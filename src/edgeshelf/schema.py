@@ -291,7 +291,8 @@ def encode_profile(
 def decode_profile(text: object) -> Profile | None:
     """Parse and validate a stored profile; ``None`` for anything missing, corrupt or oversized."""
     obj = _loads_object(text, MAX_PROFILE_BYTES)
-    if obj is None or obj.get("fv") != PROFILE_FORMAT:
+    # _is_int first: in Python True == 1 and 1.0 == 1, neither of which is format 1.
+    if obj is None or not _is_int(obj.get("fv")) or obj.get("fv") != PROFILE_FORMAT:
         return None
     country, lang, bucket = obj.get("country"), obj.get("lang"), obj.get("affinity_bucket")
     cats, last_seen = obj.get("recent_categories"), obj.get("last_seen")
