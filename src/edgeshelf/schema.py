@@ -332,6 +332,8 @@ def encode_segment(ids: list[str], *, built_at: int, schema: str) -> str:
         "built_at": int(built_at),
         "version": schema_version(schema),
     }
+    if not _is_int(segment["built_at"]):
+        raise ValueError(f"built_at must be epoch seconds, got {built_at!r}")
     return _dumps(segment)
 
 
