@@ -86,6 +86,9 @@ MAX_CATEGORIES: Final = 8
 MAX_PROFILE_BYTES: Final = 2048
 MAX_SEGMENT_BYTES: Final = 8192
 MAX_SHELL_BYTES: Final = 5 * 1024 * 1024
+# The largest pointer encode_shell_pointer can write: a 64-character version and a 256-character
+# path whose every code point JSON escapes as up to 12 ASCII characters (a surrogate pair).
+_MAX_POINTER_BYTES: Final = 4096
 
 # The minted visitor ID: a version-4 UUID as crypto.randomUUID() prints it (122 random bits).
 _UID_RE: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -370,7 +373,7 @@ def encode_shell_pointer(version: str, path: str = "/") -> str:
 
 
 def decode_shell_pointer(text: object) -> ShellPointer | None:
-    obj = _loads_object(text, 1024)
+    obj = _loads_object(text, _MAX_POINTER_BYTES)
     if obj is None:
         return None
     version, path = obj.get("version"), obj.get("path")
