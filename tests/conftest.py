@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from localstack import LocalStack, StackError
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 REQUIRE_RUNTIME = os.environ.get("EDGESHELF_REQUIRE_RUNTIME") == "1"
+
+
+# Test fixtures are written through the local API, hundreds per session: more than the real
+# 1,200 requests per 5 minutes. The fixture stacks raise that limit (and keep every other real
+# limit); tests of rate limiting set it explicitly with stack.faults(rate_limit=...).
+TEST_API_DEFAULTS = {"rate_limit": {"requests": 1_000_000, "window_s": 300}}
 
 
 def start_stack(tmp_path_factory: pytest.TempPathFactory, name: str, **kw: object) -> LocalStack:
     log_path = tmp_path_factory.mktemp(name) / "stack.log"
+    kw.setdefault("api_defaults", TEST_API_DEFAULTS)
     try:
         return LocalStack.start(log_path, **kw)  # type: ignore[arg-type]
     except StackError as exc:
@@ -26,6 +36,20 @@ def start_stack(tmp_path_factory: pytest.TempPathFactory, name: str, **kw: objec
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """The local stack with wrangler.toml's configuration, shared by the whole session."""
     s = start_stack(tmp_path_factory, "stack")
+    yield s
+    s.stop()
+
+
+# Settings of the second stack: its own segment schema (so global/default segments written by
+# its tests never meet the main stack's), no pointer memo (tests rev shells and expect the next
+# request to see it), a short origin timeout (slow-origin tests), and Analytics Engine bound.
+FRESH_VARS = {"SEGMENT_SCHEMA": "v7", "SHELL_POINTER_TTL": "0", "ORIGIN_TIMEOUT_MS": "400"}
+
+
+@pytest.fixture(scope="session")
+def fresh_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A second stack for tests that change shared state: shells, origin faults, defaults."""
+    s = start_stack(tmp_path_factory, "fresh-stack", vars=FRESH_VARS, analytics=True)
     yield s
     s.stop()
 
@@ -68,7 +92,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 ran += 1
     if skipped or ran == 0:
         reporter.write_line(
-            f"EDGESHELF_REQUIRE_RUNTIME: {ran} runtime tests ran, {skipped} skipped: failing the run",
+            f"EDGESHELF_REQUIRE_RUNTIME: {ran} runtime tests ran, {skipped} skipped: failing",
             red=True,
         )
         session.exitstatus = 1

@@ -63,6 +63,8 @@ class LocalStack:
         ports: tuple[int, int, int] | None = None,
         timeout: float = 60.0,
         quiet: bool = False,
+        analytics: bool = False,
+        api_defaults: dict[str, Any] | None = None,
     ) -> LocalStack:
         port, api_port, origin_port = ports or (free_port(), free_port(), free_port())
         token = "local-" + secrets.token_hex(16)
@@ -79,6 +81,10 @@ class LocalStack:
             cmd += ["--persist", str(persist)]
         if quiet:
             cmd.append("--quiet")
+        if analytics:
+            cmd.append("--analytics")
+        if api_defaults is not None:
+            cmd += ["--api-defaults", json.dumps(api_defaults)]
         env = {**os.environ, "EDGESHELF_LOCAL_TOKEN": token}
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log = log_path.open("wb")
@@ -151,9 +157,14 @@ class LocalStack:
     def kv_put(self, key: str, value: str | bytes, *, expiration_ttl: int | None = None) -> None:
         """Write one KV value through the local v4 API (as any other system would)."""
         params = {"expiration_ttl": expiration_ttl} if expiration_ttl else None
-        r = self._client.put(
-            f"{self.kv_base}/values/{key}", content=value, params=params, headers=self.auth
-        )
+        for _ in range(5):
+            r = self._client.put(
+                f"{self.kv_base}/values/{key}", content=value, params=params, headers=self.auth
+            )
+            if r.status_code != 429:
+                break
+            # Like any client of the real API: one write per second per key.
+            time.sleep(float(r.headers.get("retry-after", "1")))
         r.raise_for_status()
 
     def kv_delete(self, key: str) -> None:
@@ -191,7 +202,7 @@ class LocalStack:
         return result
 
     def origin_config(self, **settings: Any) -> dict[str, Any]:
-        """Change the origin stand-in: mode ok|down|slow|error|nohtml|noslot, delay_ms, pad_bytes."""
+        """Set the origin stand-in: mode (ok|down|slow|error|nohtml|noslot), delay_ms, pad_bytes."""
         r = self._client.post(self.origin + "/__origin/config", json=settings)
         r.raise_for_status()
         result: dict[str, Any] = r.json()
@@ -218,6 +229,16 @@ class LocalStack:
             if start >= 0:
                 with contextlib.suppress(ValueError):
                     out.append(json.loads(line[start:]))
+        return out
+
+    def analytics_points(self) -> list[dict[str, Any]]:
+        """Analytics Engine data points the Worker wrote (local stand-in logs them)."""
+        out: list[dict[str, Any]] = []
+        for line in self.log_text().splitlines():
+            start = line.find("analytics {")
+            if start >= 0:
+                with contextlib.suppress(ValueError):
+                    out.append(json.loads(line[start + len("analytics ") :]))
         return out
 
 

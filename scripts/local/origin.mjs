@@ -51,7 +51,9 @@ export async function startOrigin({ host = "127.0.0.1", port = 8789 } = {}) {
       return;
     }
     state.requests += 1;
-    const isShell = url.pathname === "/" || url.pathname.startsWith("/__shell/");
+    const isShell =
+      (req.method === "GET" || req.method === "HEAD") &&
+      (url.pathname === "/" || url.pathname.startsWith("/__shell/"));
     if (isShell) state.shell_requests += 1;
     if (state.mode === "down") {
       req.socket.destroy();

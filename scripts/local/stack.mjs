@@ -3,6 +3,9 @@
 //
 //   node scripts/local/stack.mjs [--port 8787] [--api-port 8788] [--origin-port 8789]
 //                                [--persist DIR] [--runtime offline|current] [--var KEY=VALUE]...
+//                                [--analytics] [--quiet] [--api-defaults JSON]
+// --api-defaults sets the local API's fault/limit knobs that /__edgeshelf/reset returns to
+// (docs/local-api.md); by default they are the real API's limits with no faults.
 //
 // Prints one line `ready {json}` once everything answers, then serves until SIGINT/SIGTERM.
 // `--runtime offline` (default) runs workerd 1.20241106.2 through Miniflare 3, the newest
@@ -23,6 +26,16 @@ export const ROOT = path.resolve(HERE, "..", "..");
 const VIRTUAL_ROOT = "/edgeshelf";
 export const LOCAL_ACCOUNT_ID = "0123456789abcdef0123456789abcdef";
 
+// Stands in for Workers Analytics Engine, which Miniflare 3 lacks: a wrapped binding whose
+// writeDataPoint logs each point as one `analytics {json}` line.
+const ANALYTICS_RECORDER = `export default function (env) {
+  return {
+    writeDataPoint(point) {
+      console.log("analytics " + JSON.stringify({ dataset: env.DATASET, ...point }));
+    },
+  };
+}`;
+
 /** The parts of wrangler.toml the local stack honours. */
 export function readWranglerConfig(file = path.join(ROOT, "wrangler.toml")) {
   const toml = parseToml(fs.readFileSync(file, "utf8"));
@@ -32,7 +45,9 @@ export function readWranglerConfig(file = path.join(ROOT, "wrangler.toml")) {
     compatibilityDate: toml.compatibility_date,
     compatibilityFlags: toml.compatibility_flags ?? [],
     kvNamespaces: Object.fromEntries((toml.kv_namespaces ?? []).map((ns) => [ns.binding, ns.id])),
-    analyticsEngine: (toml.analytics_engine_datasets ?? []).map((d) => d.binding),
+    analyticsEngine: Object.fromEntries(
+      (toml.analytics_engine_datasets ?? []).map((d) => [d.binding, d.dataset ?? d.binding]),
+    ),
     vars: Object.fromEntries(Object.entries(toml.vars ?? {}).map(([k, v]) => [k, String(v)])),
   };
 }
@@ -134,6 +149,10 @@ export async function startStack({
   srcDir = path.join(ROOT, "src"),
   extraWorkers = [],
   logLevel = "info",
+  analytics = false,
+  apiDefaults = undefined,
+  // Optional (stdout, stderr) => void for workerd's output; Miniflare prints it otherwise.
+  handleRuntimeStdio = undefined,
 } = {}) {
   if (!["offline", "current"].includes(runtime)) {
     throw new Error(`--runtime must be offline or current, got ${runtime}`);
@@ -151,6 +170,22 @@ export async function startStack({
       }
     : {};
   const namespaces = config.kvNamespaces;
+  const datasets = { ...config.analyticsEngine };
+  if (analytics && Object.keys(datasets).length === 0) datasets.EDGESHELF_METRICS = "edgeshelf";
+  const analyticsWorkers = Object.keys(datasets).length
+    ? [
+        {
+          name: "analytics-recorder",
+          modules: [{ type: "ESModule", path: "recorder.mjs", contents: ANALYTICS_RECORDER }],
+        },
+      ]
+    : [];
+  const wrappedBindings = Object.fromEntries(
+    Object.entries(datasets).map(([binding, dataset]) => [
+      binding,
+      { scriptName: "analytics-recorder", bindings: { DATASET: dataset } },
+    ]),
+  );
   const workerVars = {
     ...config.vars,
     ORIGIN_URL: origin,
@@ -165,6 +200,7 @@ export async function startStack({
     // `MF-CF-Blob` header to simulate visitors from elsewhere.
     cf: { country: "US", colo: "LCL", asn: 64512 },
     ...persistOpts,
+    ...(handleRuntimeStdio ? { handleRuntimeStdio } : {}),
     workers: [
       pythonWorkerOptions({
         name: config.name,
@@ -174,7 +210,7 @@ export async function startStack({
         compatibilityFlags: config.compatibilityFlags,
         kvNamespaces: namespaces,
         bindings: workerVars,
-        extra: { routes: ["*"] },
+        extra: { routes: ["*"], wrappedBindings },
       }),
       {
         name: "cloudflare-api",
@@ -188,9 +224,11 @@ export async function startStack({
           CF_NAMESPACES: JSON.stringify(
             Object.fromEntries(Object.entries(namespaces).map(([b, id]) => [id, b])),
           ),
+          ...(apiDefaults ? { CF_API_DEFAULTS: JSON.stringify(apiDefaults) } : {}),
         },
         unsafeDirectSockets: [{ host, port: apiPort }],
       },
+      ...analyticsWorkers,
       ...extraWorkers,
     ],
   });
@@ -233,6 +271,8 @@ function parseCli(argv) {
       runtime: { type: "string" },
       var: { type: "string", multiple: true, default: [] },
       quiet: { type: "boolean", default: false },
+      analytics: { type: "boolean", default: false },
+      "api-defaults": { type: "string" },
     },
   });
   const vars = {};
@@ -250,6 +290,8 @@ function parseCli(argv) {
     runtime: values.runtime ?? process.env.EDGESHELF_RUNTIME ?? "offline",
     vars,
     logLevel: values.quiet ? "quiet" : "info",
+    analytics: values.analytics,
+    apiDefaults: values["api-defaults"] ? JSON.parse(values["api-defaults"]) : undefined,
   };
 }
 

@@ -1,0 +1,101 @@
+"""Behaviour 1: the visitor ID cookie is read strictly, minted once, and never written to KV."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from edgeshelf import schema
+from tests.runtime.helpers import fresh_audience, put_profile, put_segment, shelf, visit
+
+MINTED = re.compile(
+    r"es_uid=([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}); "
+    r"Max-Age=34560000; Path=/; HttpOnly; Secure; SameSite=Lax"
+)
+
+
+def test_cold_visitor_gets_a_minted_id_with_all_cookie_flags(stack):
+    """A first visit mints a UUIDv4 ID set for 400 days with HttpOnly, Secure and SameSite=Lax."""
+    r = visit(stack)
+    assert r.status_code == 200
+    cookies = r.headers.get_list("set-cookie")
+    assert len(cookies) == 1
+    assert MINTED.fullmatch(cookies[0]), cookies[0]
+
+
+def test_two_cold_visitors_get_different_ids(stack):
+    """Minting draws a new random ID each time."""
+    ids = {MINTED.fullmatch(visit(stack).headers["set-cookie"]).group(1) for _ in range(5)}  # type: ignore[union-attr]
+    assert len(ids) == 5
+
+
+def test_returning_visitor_keeps_their_id(stack, uid):
+    """A valid ID cookie is honoured and no new one is set."""
+    r = visit(stack, uid=uid)
+    assert r.status_code == 200
+    assert "set-cookie" not in r.headers
+
+
+def test_minting_never_writes_kv(stack):
+    """The minted visitor has no profile key in KV afterwards: minting is edge-only."""
+    minted = MINTED.fullmatch(visit(stack).headers["set-cookie"]).group(1)  # type: ignore[union-attr]
+    assert stack.kv_get(schema.profile_key(minted)) is None
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        "es_uid=not-a-uuid",
+        "es_uid=" + str(uuid.uuid4()).upper(),
+        "es_uid={" + str(uuid.uuid4()) + "}",
+        "es_uid=" + str(uuid.uuid1()),
+        "es_uid=" + str(uuid.uuid4())[:-1],
+        "es_uid=" + str(uuid.uuid4()) + "x",
+        "es_uid=../../u:admin",
+        "es_uid=" + "a" * 5000,
+        "xes_uid=" + str(uuid.uuid4()),
+        "es_uid=<script>alert(1)</script>",
+        ";;;=;=",
+        "es_uid=%00%0d%0a",
+    ],
+)
+def test_malformed_cookie_is_treated_as_absent(stack, cookie):
+    """Anything but the exact minted format is ignored: a fresh ID is minted, nothing reflected."""
+    r = visit(stack, headers={"cookie": cookie})
+    assert r.status_code == 200
+    set_cookie = r.headers["set-cookie"]
+    assert MINTED.fullmatch(set_cookie)
+    value = cookie.split("=", 1)[-1]
+    assert value not in set_cookie
+
+
+def test_valid_id_among_duplicates_and_junk_is_found(stack, uid):
+    """The first well-formed ID among several same-named cookies is used."""
+    r = visit(stack, headers={"cookie": f"es_uid=junk; other=1; es_uid={uid}; es_uid=more"})
+    assert "set-cookie" not in r.headers
+
+
+def test_gpc_sets_no_id_and_serves_from_request_signals(stack, uid):
+    """Sec-GPC: 1 sets no cookie and ignores a stored profile, serving the request's country."""
+    aud = fresh_audience()
+    put_profile(stack, uid, aud)
+    put_segment(stack, aud.exact, ["profiled01"])
+    put_segment(stack, f"{aud.country}-fr-default", ["gpcshelf01"])
+    r = visit(
+        stack,
+        uid=uid,
+        country=aud.country,
+        headers={"sec-gpc": "1", "accept-language": "fr-CA,fr;q=0.9"},
+    )
+    assert r.status_code == 200
+    assert "set-cookie" not in r.headers
+    assert shelf(r)["ids"] == ["gpcshelf01"]
+
+
+def test_gpc_cold_visitor_gets_no_cookie(stack):
+    """A cold visitor with Sec-GPC: 1 is served without any Set-Cookie."""
+    r = visit(stack, headers={"sec-gpc": "1"})
+    assert r.status_code == 200
+    assert "set-cookie" not in r.headers

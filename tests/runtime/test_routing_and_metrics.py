@@ -1,0 +1,104 @@
+"""Behaviours 6-8: routing, one log line and data point per request, and no 5xx from input."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.runtime.helpers import fresh_audience, put_profile, put_segment, shelf, visit
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_other_methods_pass_through_to_origin(stack, method):
+    """Only GET and HEAD are personalized; other methods reach the origin untouched."""
+    r = visit(stack, method=method)
+    assert r.status_code == 200
+    assert r.text == f"origin page {method} /\n"
+    assert "set-cookie" not in r.headers
+
+
+@pytest.mark.parametrize("path", ["/other", "/watch/abc?t=10", "/static/app.js", "/%2e%2e/etc"])
+def test_unconfigured_paths_pass_through_to_origin(stack, path):
+    """Paths outside PERSONALIZED_PATHS are the origin's, query string included."""
+    r = visit(stack, path=path)
+    assert r.status_code == 200
+    assert r.text.startswith("origin page GET /")
+    assert r.headers["x-origin"] == "stand-in"
+    assert "set-cookie" not in r.headers
+
+
+def test_head_is_personalized_without_a_body(stack, uid):
+    """HEAD / answers with the personalized headers and an empty body."""
+    r = visit(stack, method="HEAD", uid=uid)
+    assert r.status_code == 200
+    assert r.content == b""
+    assert r.headers["cache-control"] == "private, no-store"
+
+
+def test_one_json_log_line_per_request(stack, uid):
+    """Each personalized request logs one JSON record with segment, fallback, KV and shell facts."""
+    aud = fresh_audience()
+    put_profile(stack, uid, aud)
+    put_segment(stack, aud.exact, ["logged01"])
+    before = len(stack.worker_logs())
+    visit(stack, uid=uid)
+    logs = stack.worker_logs()
+    assert len(logs) == before + 1
+    rec = logs[-1]
+    assert rec["segment"] == aud.exact
+    assert rec["fallback"] == 0
+    assert rec["visitor"] == "cookie"
+    assert rec["profile"] == "kv"
+    assert rec["profile_read"] == "hit"
+    assert rec["segment_reads"] == ["hit"]
+    assert rec["shell"] in {"cache", "origin", "kv-backup"}
+    assert rec["kv_misses"] <= rec["kv_reads"]
+    assert rec["errors"] == []
+    assert uid not in json.dumps(logs), "the Worker never logs visitor IDs"
+
+
+def test_fallbacks_and_misses_are_counted(stack, uid):
+    """A missing profile and a missing exact segment show up as KV misses and a fallback level."""
+    before = len(stack.worker_logs())
+    visit(stack, uid=uid, country="QX")
+    rec = stack.worker_logs()[before]
+    assert rec["profile_read"] == "miss"
+    assert rec["profile"] == "request"
+    assert rec["kv_misses"] >= 1
+
+
+def test_analytics_engine_point_when_bound(fresh_stack):
+    """With an Analytics Engine binding, each request writes one data point."""
+    before = len(fresh_stack.analytics_points())
+    visit(fresh_stack)
+    points = fresh_stack.analytics_points()
+    assert len(points) == before + 1
+    point = points[-1]
+    assert point["dataset"] == "edgeshelf"
+    assert len(point["blobs"]) <= 20
+    assert len(point["doubles"]) <= 20
+    assert point["doubles"][0] == 1
+
+
+HOSTILE_HEADERS = [
+    {"cookie": "es_uid=" + "x" * 20000},
+    {"cookie": "; ".join(f"c{i}=v" for i in range(500))},
+    {"accept-language": "en;q=" + "9" * 400},
+    {"accept-language": ",".join(["zz"] * 3000)},
+    {"accept-language": "\u00e9\u00e8;q=nan".encode()},
+    {"MF-CF-Blob": '{"country": "<script>"}'},
+    {"MF-CF-Blob": '{"country": 42}'},
+    {"sec-gpc": "1" * 1000},
+    {"user-agent": "\x7f" * 100},
+]
+
+
+@pytest.mark.parametrize("headers", HOSTILE_HEADERS)
+def test_hostile_request_headers_never_cause_a_5xx(stack, headers):
+    """Oversized, malformed and hostile headers still get a well-formed personalized page."""
+    r = httpx.get(stack.worker + "/", headers=headers, timeout=30)
+    assert r.status_code == 200
+    assert shelf(r) is not None
+    assert "<script>" not in r.headers.get("x-edgeshelf-debug", "")

@@ -1,0 +1,149 @@
+"""Behaviour 4: the shell comes from the Cache API, the origin on a miss, or KV's backup."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from edgeshelf import schema
+from tests.runtime.helpers import debug, put_raw, shelf, visit
+from tests.support.pages import shelf_from_html
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+LKG_MARKER = "<!-- last-known-good copy -->"
+
+
+@pytest.fixture
+def shell_version(fresh_stack) -> Iterator[str]:
+    """Point the home shell at a never-seen version (a cold cache) and restore the origin after."""
+    version = "t" + uuid.uuid4().hex[:12]
+    put_raw(
+        fresh_stack, schema.shell_pointer_key("home"), schema.encode_shell_pointer(version, "/")
+    )
+    yield version
+    fresh_stack.origin_config(mode="ok", delay_ms=0, pad_bytes=0)
+
+
+def put_backup(stack, version: str) -> None:
+    html = httpx.get(stack.origin + "/").text.replace("<main>", "<main>" + LKG_MARKER, 1)
+    put_raw(stack, schema.shell_backup_key("home", version), html)
+
+
+def wait_cached(stack) -> httpx.Response:
+    """The cache is filled through waitUntil: poll until a request is served from it."""
+    for _ in range(50):
+        r = visit(stack)
+        if debug(r)["shell"] == "cache":
+            return r
+        time.sleep(0.05)
+    raise AssertionError("shell never reached the cache")
+
+
+def test_cold_cache_fetches_origin_once_then_serves_from_cache(fresh_stack, shell_version):
+    """A miss goes to the origin once; the next requests are served from caches.default."""
+    before = fresh_stack.origin_stats()["shell_requests"]
+    first = visit(fresh_stack)
+    assert first.status_code == 200
+    assert debug(first)["shell"] == "origin"
+    wait_cached(fresh_stack)
+    for _ in range(3):
+        assert debug(visit(fresh_stack))["shell"] == "cache"
+    assert fresh_stack.origin_stats()["shell_requests"] == before + 1
+
+
+@pytest.mark.parametrize("source", ["origin", "cache"])
+def test_personalized_response_headers(fresh_stack, shell_version, source):
+    """Origin validators, length and cookies are dropped; the page is private, varies on Cookie."""
+    r = visit(fresh_stack) if source == "origin" else wait_cached(fresh_stack)
+    assert debug(r)["shell"] == source
+    assert r.headers["cache-control"] == "private, no-store"
+    assert r.headers["vary"] == "Cookie"
+    assert r.headers["content-type"].startswith("text/html")
+    for gone in ("etag", "last-modified", "content-length"):
+        assert gone not in r.headers
+    assert all("origin_session" not in c for c in r.headers.get_list("set-cookie"))
+    timing = r.headers["server-timing"]
+    assert "kv;dur=" in timing
+    assert "shell;dur=" in timing
+    assert f"desc={source}" in timing
+
+
+def test_warm_cache_survives_origin_down(fresh_stack, shell_version):
+    """Once cached, the shell is served while the origin is unreachable."""
+    wait_cached(fresh_stack)
+    fresh_stack.origin_config(mode="down")
+    r = visit(fresh_stack)
+    assert r.status_code == 200
+    assert debug(r)["shell"] == "cache"
+
+
+@pytest.mark.parametrize("mode", ["down", "slow", "error", "nohtml"])
+def test_cold_cache_and_bad_origin_serve_last_known_good(fresh_stack, shell_version, mode):
+    """Origin down, slow past the timeout, failing or not HTML: KV's backup copy is served."""
+    put_backup(fresh_stack, shell_version)
+    fresh_stack.origin_config(mode=mode)
+    started = time.monotonic()
+    r = visit(fresh_stack)
+    elapsed = time.monotonic() - started
+    assert r.status_code == 200
+    assert debug(r)["shell"] == "kv-backup"
+    assert LKG_MARKER in r.text
+    assert shelf(r) is not None
+    assert elapsed < 4.0, "the origin timeout (400 ms here) bounds a slow origin"
+
+
+def test_last_known_good_is_cached_after_use(fresh_stack, shell_version):
+    """A shell served from KV's backup is put in the cache, sparing KV on the next request."""
+    put_backup(fresh_stack, shell_version)
+    fresh_stack.origin_config(mode="down")
+    assert debug(visit(fresh_stack))["shell"] == "kv-backup"
+    assert LKG_MARKER in wait_cached(fresh_stack).text
+
+
+@pytest.mark.parametrize("mode", ["down", "error"])
+def test_nothing_available_is_a_clear_503(fresh_stack, shell_version, mode):
+    """No cache, no origin and no backup: a small 503 page with Retry-After, never a 500."""
+    fresh_stack.origin_config(mode=mode)
+    r = visit(fresh_stack)
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "30"
+    assert r.headers["content-type"].startswith("text/html")
+    assert "Traceback" not in r.text
+    assert "right back" in r.text
+
+
+def test_shell_without_slot_is_served_intact(fresh_stack, shell_version):
+    """A shell lacking the slot marker is served as it is, with no shelf and no error."""
+    fresh_stack.origin_config(mode="noslot")
+    r = visit(fresh_stack)
+    assert r.status_code == 200
+    assert shelf_or_none(r) is None
+    assert "Editor's picks" in r.text
+
+
+def test_large_shell_streams_through(fresh_stack, shell_version):
+    """A 1 MB shell is injected and served whole."""
+    fresh_stack.origin_config(pad_bytes=1_000_000)
+    r = visit(fresh_stack)
+    assert r.status_code == 200
+    assert len(r.content) > 1_000_000
+    assert r.text.rstrip().endswith("</html>")
+    assert shelf(r) is not None
+
+
+def test_new_shell_version_is_picked_up_without_redeploy(fresh_stack, shell_version):
+    """Moving the pointer to another version switches the cache key (here: a cold miss)."""
+    wait_cached(fresh_stack)
+    newer = shell_version + "b"
+    put_raw(fresh_stack, schema.shell_pointer_key("home"), schema.encode_shell_pointer(newer))
+    assert debug(visit(fresh_stack))["shell"] == "origin"
+
+
+def shelf_or_none(r: httpx.Response):
+    return shelf_from_html(r.text)
