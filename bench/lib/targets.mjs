@@ -1,0 +1,76 @@
+// The Workers under test, as Miniflare worker options: each gets its own direct socket, so
+// every request takes the same path into workerd (none goes through Miniflare's entry router).
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { pythonWorkerOptions, readWranglerConfig, ROOT } from "../../scripts/local/stack.mjs";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const WORKERS = path.join(HERE, "..", "workers");
+const JS_COMPAT_DATE = "2024-11-01"; // the offline runtime's date, used for the Python Workers too
+
+export const TARGETS = [
+  { id: "py-floor", label: "Python passthrough", lang: "python", kind: "floor" },
+  { id: "js-floor", label: "JavaScript passthrough", lang: "js", kind: "floor" },
+  { id: "js-peer", label: "JavaScript read path", lang: "js", kind: "read-path" },
+  { id: "edgeshelf", label: "edgeshelf (Python)", lang: "python", kind: "read-path" },
+];
+
+function jsWorker(name, file, { kvNamespaces, bindings, socket }) {
+  return {
+    name,
+    modules: true,
+    scriptPath: path.join(WORKERS, file),
+    compatibilityDate: JS_COMPAT_DATE,
+    kvNamespaces,
+    bindings,
+    ...(socket ? { unsafeDirectSockets: [socket] } : {}),
+  };
+}
+
+/** Miniflare options for one target; `socket` ({host, port}) adds a direct socket. */
+export function targetOptions(id, { bindings, socket, name = `bench-${id}` }) {
+  const config = readWranglerConfig();
+  const kvNamespaces = config.kvNamespaces;
+  const extra = socket ? { unsafeDirectSockets: [socket] } : {};
+  switch (id) {
+    case "py-floor":
+      return pythonWorkerOptions({
+        name, srcDir: path.join(WORKERS, "pyfloor"), runtime: "offline", kvNamespaces, bindings, extra,
+      });
+    case "edgeshelf":
+      return pythonWorkerOptions({
+        name, srcDir: path.join(ROOT, "src"), runtime: "offline",
+        compatibilityFlags: config.compatibilityFlags, kvNamespaces, bindings, extra,
+      });
+    case "js-floor":
+      return jsWorker(name, "jsfloor.mjs", { kvNamespaces, bindings, socket });
+    case "js-peer":
+      return jsWorker(name, "jspeer.mjs", { kvNamespaces, bindings, socket });
+    case "py-import":
+      return importProbeOptions({ name, bindings, socket });
+    default:
+      throw new Error(`unknown target ${id}`);
+  }
+}
+
+/**
+ * The import probe: a Python Worker whose entry imports nothing of ours at start-up and, on
+ * `/import/<module>`, imports that module (the `workers` SDK or edgeshelf's package, both shipped
+ * as modules of this Worker) so the cost of the import can be measured on its own.
+ */
+function importProbeOptions({ name, bindings, socket }) {
+  const opts = pythonWorkerOptions({
+    name, srcDir: path.join(WORKERS, "pyimport"), runtime: "offline", bindings,
+    extra: socket ? { unsafeDirectSockets: [socket] } : {},
+  });
+  const pkg = path.join(ROOT, "src", "edgeshelf");
+  for (const file of fs.readdirSync(pkg).filter((f) => f.endsWith(".py")).sort()) {
+    opts.modules.push({
+      type: "PythonModule",
+      path: `${opts.modulesRoot}/edgeshelf/${file}`,
+      contents: fs.readFileSync(path.join(pkg, file)),
+    });
+  }
+  return opts;
+}
