@@ -14,6 +14,16 @@ from typing import Any
 __all__ = ["RequestRecord"]
 
 _EVENT = "edgeshelf.request"
+_MAX_INDEX_BYTES = 96
+
+
+def _index(value: str) -> str:
+    """``value`` cut to Analytics Engine's index limit, which counts UTF-8 bytes, not characters."""
+    index = value[:_MAX_INDEX_BYTES]
+    # Segment IDs are ASCII, so this only loops for a value that should not be there at all.
+    while len(index.encode("utf-8", "surrogatepass")) > _MAX_INDEX_BYTES:
+        index = index[:-1]
+    return index
 
 
 @dataclass(slots=True)
@@ -51,7 +61,7 @@ class RequestRecord:
     def data_point(self) -> dict[str, Any]:
         """Analytics Engine: blobs are dimensions, doubles are summed; index by segment."""
         return {
-            "indexes": [self.segment[:96]],
+            "indexes": [_index(self.segment)],
             "blobs": [self.segment, str(self.fallback), self.shell, self.profile, self.visitor],
             "doubles": [
                 1.0,
