@@ -11,7 +11,7 @@ from . import schema
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Config", "load_config", "shell_name_for_path"]
+__all__ = ["MIN_KV_CACHE_TTL", "Config", "load_config", "shell_name_for_path"]
 
 _COOKIE_NAME_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _PATH_RE: Final = re.compile(r"/[a-z0-9_/-]{0,64}")
