@@ -1,0 +1,431 @@
+"""``edgeshelf-builder``: the command line, a thin shell over :mod:`builder.jobs`.
+
+Exit codes (docs/builder.md): 0 done; 1 finished with keys not confirmed (rerun to complete);
+2 configuration or usage error; 3 input refused; 4 another run holds the lock; 5 Cloudflare
+refused a request; 130 interrupted. Progress goes to stderr (drawn only on a terminal), the
+summary to stdout (``--json`` for machines). The API token is never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from builder import jobs
+from builder.cloudflare import KVClient, make_http_client
+from builder.config import Target, load_target
+from builder.errors import BuilderError, PublishIncompleteError
+from builder.limiter import DEFAULT_LIMIT
+from builder.publish import PublishOptions
+from builder.ranking import MIN_SEGMENT_SIZE, RankingOptions
+from builder.sample import write_sample
+from builder.state import DEFAULT_STATE
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import httpx
+
+__all__ = ["main"]
+
+_PHASE_LABELS = {
+    "planning": "diffing against state",
+    "segments": "writing segments",
+    "profiles": "writing profiles",
+    "deletes": "deleting stale keys",
+}
+
+
+class RichReporter:
+    """Draws phases as rich progress bars on stderr; warnings as yellow lines."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def phase(self, name: str) -> None:
+        self.console.log(name)
+
+    def start(self, phase: str, total: int) -> None:
+        self.tasks[phase] = self.progress.add_task(_PHASE_LABELS.get(phase, phase), total=total)
+
+    def advance(self, phase: str, n: int) -> None:
+        if phase in self.tasks:
+            self.progress.advance(self.tasks[phase], n)
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _fail(exc: BaseException, code: int) -> None:
+    _stderr().print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+    sys.exit(code)
+
+
+def _run_guarded(fn: Callable[[], None]) -> None:
+    """Map the library's errors to one message and the documented exit code."""
+    try:
+        fn()
+    except BuilderError as exc:
+        _fail(exc, exc.exit_code)
+    except KeyboardInterrupt:
+        _fail(KeyboardInterrupt("interrupted; the state records what was confirmed"), 130)
+
+
+def _target(ctx: click.Context, wrangler: Path) -> tuple[Target, KVClient, httpx.Client]:
+    target = load_target(wrangler=wrangler)
+    transport = (ctx.obj or {}).get("transport")  # the seam the CLI tests use
+    http = make_http_client(target, transport=transport)
+    kv = KVClient(http, account_id=target.account_id, namespace_id=target.namespace_id)
+    return target, kv, http
+
+
+def _emit(data: dict[str, Any], as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, sort_keys=True))
+    else:
+        human()
+
+
+def _summary(result: jobs.RunResult) -> None:
+    c = result.counts
+    table = Table(title=f"edgeshelf builder — schema {result.schema}", show_header=True)
+    table.add_column("")
+    table.add_column("segments", justify="right")
+    table.add_column("profiles", justify="right")
+    for label, row in (
+        ("computed", c.computed),
+        ("new", c.new),
+        ("changed", c.changed),
+        ("expiring (refresh)", c.refresh),
+        ("unconfirmed", c.unconfirmed),
+        ("skipped (unchanged)", c.skipped),
+    ):
+        table.add_row(label, str(row["segments"]), str(row["profiles"]))
+    if result.report is not None:
+        w = result.report.written
+        table.add_row("written", str(w["segments"]), str(w["profiles"]))
+    console = Console(highlight=False)
+    console.print(table)
+    lines = [
+        f"keys planned: {c.writes} to write, {c.skips} skipped, {c.deleted} to delete; "
+        f"{c.requests} requests planned",
+    ]
+    r = result.report
+    if r is not None:
+        lines.append(
+            f"keys written: {sum(r.written.values())}  deleted: {r.deleted}  failed: {r.failed}"
+            f"  deletes deferred: {r.deferred_deletes}  requests: {r.requests}"
+            f"  retries: {r.retries}"
+        )
+        for err in r.errors[:5]:
+            lines.append(f"last error: {err}")
+    lines.append(f"duration: {result.duration:.1f}s")
+    for line in lines:
+        console.print(line)
+
+
+def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--events",
+            type=click.Path(path_type=Path),
+            required=True,
+            help="Watch events (.parquet, .csv, .csv.gz).",
+        ),
+        click.option(
+            "--catalog",
+            type=click.Path(path_type=Path),
+            required=True,
+            help="Video catalog (.parquet, .csv, .csv.gz).",
+        ),
+        click.option(
+            "--state",
+            type=click.Path(path_type=Path),
+            default=DEFAULT_STATE,
+            show_default=True,
+            help="SQLite state file.",
+        ),
+        click.option(
+            "--schema", default="v3", show_default=True, help="Segment key schema to write."
+        ),
+        click.option(
+            "--min-segment-size",
+            type=click.IntRange(1),
+            default=MIN_SEGMENT_SIZE,
+            show_default=True,
+            help="K: fewest users a segment may describe.",
+        ),
+        click.option(
+            "--top-n",
+            type=click.IntRange(1, 50),
+            default=50,
+            show_default=True,
+            help="Videos per segment.",
+        ),
+        click.option(
+            "--now",
+            type=int,
+            default=None,
+            help="Pretend this is the time (epoch seconds); for reproducible runs.",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _settings(kw: dict[str, Any], publish: PublishOptions | None = None) -> jobs.RunSettings:
+    return jobs.RunSettings(
+        events=kw["events"],
+        catalog=kw["catalog"],
+        state=kw["state"],
+        schema=kw["schema"],
+        ranking=RankingOptions(min_segment_size=kw["min_segment_size"], top_n=kw["top_n"]),
+        publish=publish or PublishOptions(),
+        rate_limit=kw.get("rate_limit", DEFAULT_LIMIT),
+        now=kw["now"],
+    )
+
+
+def _reporter(as_json: bool) -> AbstractContextManager[Any]:
+    console = _stderr()
+    if as_json or not console.is_terminal:
+        return nullcontext(_LineReporter(console))
+    return RichReporter(console)
+
+
+class _LineReporter(jobs.Silent):
+    """For cron logs and ``--json``: phases and warnings as plain lines on stderr."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def phase(self, name: str) -> None:
+        self.console.print(name, highlight=False)
+
+    def warn(self, message: str) -> None:
+        super().warn(message)
+        self.console.print(f"warning: {message}", highlight=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgeshelf", prog_name="edgeshelf-builder")
+def main() -> None:
+    """Build visitor profiles and segment shelves from watch events and publish them to KV."""
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Directory to write.")
+@click.option("--users", type=click.IntRange(1), default=5_000, show_default=True)
+@click.option("--videos", type=click.IntRange(1), default=2_000, show_default=True)
+@click.option("--events", type=click.IntRange(0), default=100_000, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet")
+def sample(
+    out: Path, users: int, videos: int, events: int, seed: int, fmt: Literal["parquet", "csv"]
+) -> None:
+    """Write a deterministic, realistic sample data set (events + catalog)."""
+    files = write_sample(out, users=users, videos=videos, events=events, seed=seed, fmt=fmt)
+    click.echo(f"wrote {files.events} ({files.event_rows} events, {files.users} users)")
+    click.echo(f"wrote {files.catalog} ({files.videos} videos)")
+
+
+@main.command()
+@_run_options
+def plan(**kw: Any) -> None:
+    """Dry run: what would be written, skipped and deleted, and how many requests."""
+
+    def body() -> None:
+        with _reporter(kw["as_json"]) as reporter:
+            result = jobs.plan(_settings(kw), reporter)
+        _emit(result.as_dict(), kw["as_json"], lambda: _summary(result))
+
+    _run_guarded(body)
+
+
+@main.command()
+@_run_options
+@click.option(
+    "--wrangler",
+    type=click.Path(path_type=Path),
+    default=Path("wrangler.toml"),
+    show_default=True,
+    help="Where to find the namespace id if EDGESHELF_KV_NAMESPACE_ID is unset.",
+)
+@click.option("--concurrency", type=click.IntRange(1, 16), default=4, show_default=True)
+@click.option(
+    "--rate-limit",
+    type=click.IntRange(1, 1200),
+    default=DEFAULT_LIMIT,
+    show_default=True,
+    help="Requests per 5 minutes (Cloudflare allows 1,200).",
+)
+@click.option(
+    "--attempts",
+    type=click.IntRange(1, 20),
+    default=8,
+    show_default=True,
+    help="Tries per request.",
+)
+@click.pass_context
+def run(ctx: click.Context, /, **kw: Any) -> None:
+    """Compute, diff and publish to Workers KV; exit 1 if any key was not confirmed."""
+
+    def body() -> None:
+        target, kv, http = _target(ctx, kw["wrangler"])
+        publish = PublishOptions(concurrency=kw["concurrency"], attempts=kw["attempts"])
+        with http, _reporter(kw["as_json"]) as reporter:
+            result = jobs.run(
+                _settings(kw, publish), kv, identity=target.identity, reporter=reporter
+            )
+        _emit(result.as_dict(), kw["as_json"], lambda: _summary(result))
+        if not result.complete:
+            incomplete = PublishIncompleteError("some keys were not confirmed; rerun to complete")
+            _fail(incomplete, incomplete.exit_code)
+
+    _run_guarded(body)
+
+
+@main.command()
+@click.option("--keep", multiple=True, required=True, help="Schema version(s) to keep, e.g. v4.")
+@click.option("--state", type=click.Path(path_type=Path), default=DEFAULT_STATE, show_default=True)
+@click.option("--wrangler", type=click.Path(path_type=Path), default=Path("wrangler.toml"))
+@click.option("--dry-run", is_flag=True, help="List what would be deleted, delete nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def gc(
+    ctx: click.Context,
+    keep: tuple[str, ...],
+    state: Path,
+    wrangler: Path,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Delete segment keys of every schema not kept (list by prefix + bulk delete)."""
+
+    def body() -> None:
+        target, kv, http = _target(ctx, wrangler)
+        with http:
+            result = jobs.gc(
+                kv, keep=keep, state_path=state, identity=target.identity, dry_run=dry_run
+            )
+        _emit(
+            result.as_dict(),
+            as_json,
+            lambda: click.echo(
+                f"segment keys of retired schemas: {result.found} "
+                f"{dict(sorted(result.by_schema.items()))}; deleted {result.deleted}, "
+                f"failed {result.failed}, requests {result.requests}"
+                + (" (dry run)" if dry_run else "")
+            ),
+        )
+        if result.failed:
+            _fail(RuntimeError(f"{result.failed} keys were not deleted; rerun gc"), 1)
+
+    _run_guarded(body)
+
+
+@main.command("publish-shell")
+@click.option("--name", required=True, help="Shell name, e.g. home.")
+@click.option(
+    "--file", "file", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True
+)
+@click.option("--version", "version", required=True, help="Version label, e.g. 2025-06-01.1.")
+@click.option("--path", "path", default="/", show_default=True, help="Origin path of the page.")
+@click.option("--wrangler", type=click.Path(path_type=Path), default=Path("wrangler.toml"))
+@click.pass_context
+def publish_shell(
+    ctx: click.Context, name: str, file: Path, version: str, path: str, wrangler: Path
+) -> None:
+    """Store a page shell's last-known-good copy, then move the shell pointer to it."""
+
+    def body() -> None:
+        _, kv, http = _target(ctx, wrangler)
+        with http:
+            backup, pointer = jobs.publish_shell(
+                kv,
+                name=name,
+                html=file.read_bytes(),
+                version=version,
+                path=path,
+                reporter=_LineReporter(_stderr()),
+            )
+        click.echo(f"wrote {backup}, then {pointer} -> {version}")
+
+    _run_guarded(body)
+
+
+@main.command()
+@click.option("--state", type=click.Path(path_type=Path), default=DEFAULT_STATE, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def status(state: Path, as_json: bool) -> None:
+    """What the state file records: target, keys per kind, the last run."""
+
+    def body() -> None:
+        if not state.exists():
+            _fail(FileNotFoundError(f"no state file at {state} (nothing published yet)"), 2)
+        info = jobs.status(state)
+
+        def human() -> None:
+            click.echo(f"state: {info['state']}")
+            click.echo(f"target: {info['target'] or '(none yet)'}")
+            for kind, n in sorted(info["keys"].items()):
+                click.echo(f"  {kind}: {n}")
+            last = info["last_run"]
+            if last:
+                pub = last.get("publish") or {}
+                written = pub.get("written", {}).get("total")
+                click.echo(
+                    f"last run: schema {last.get('schema')}, finished_at {last.get('finished_at')}"
+                    f", complete {last.get('complete')}, written {written}"
+                    f", failed {pub.get('failed')}"
+                )
+
+        _emit(info, as_json, human)
+
+    _run_guarded(body)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,366 @@
+"""The plan: what a run must write and delete so that KV equals the computed output.
+
+The computed keys (segments, then profiles, each in key order) are merge-joined against the
+state's confirmed keys (also in key order) in one streaming pass; nothing is held per key in
+Python. A key is **written** when it is new, its value (or TTL) changed, it is unconfirmed, or it
+expires within ``refresh_fraction`` of its TTL (so an unchanged key is refreshed instead of
+expiring); otherwise it is **skipped**. A confirmed key that is no longer computed is
+**deleted** -- profile keys, and segment keys of the run's own schema; other schemas are left
+for ``gc``. The write/delete actions go to a temporary SQLite table, in the order they will be
+sent, so memory stays flat whatever the size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+from builder.cloudflare import MAX_BULK_BYTES, MAX_BULK_PAIRS, MAX_KEY_BYTES, MAX_VALUE_BYTES
+from builder.errors import PayloadError
+from edgeshelf.schema import (
+    MAX_PROFILE_BYTES,
+    MAX_SEGMENT_BYTES,
+    SEGMENT_PREFIX,
+    SEGMENT_TTL,
+    USER_PREFIX,
+    USER_TTL,
+    encode_profile,
+    encode_segment,
+    profile_key,
+    segment_key,
+)
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable, Iterable, Iterator
+
+    from builder.ranking import Build
+    from builder.state import State
+
+__all__ = [
+    "HOT_KEY_WARN_BYTES",
+    "PHASES",
+    "REFRESH_FRACTION",
+    "BatchCounter",
+    "Item",
+    "Plan",
+    "PlanCounts",
+    "build_plan",
+    "check_payload",
+    "computed_items",
+    "value_hash",
+]
+
+REFRESH_FRACTION: Final = 0.5
+HOT_KEY_WARN_BYTES: Final = 100 * 1024
+PHASES: Final = ("segments", "profiles")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One computed key: its value, TTL and the phase it is written in."""
+
+    key: str
+    value: str
+    ttl: int
+    phase: str
+
+
+def value_hash(value: str, ttl: int) -> bytes:
+    """What the state remembers of a value: a change of TTL is a change too."""
+    return hashlib.blake2b(f"{ttl}\n{value}".encode(), digest_size=16).digest()
+
+
+def check_payload(
+    key: str, value: str | bytes, limit: int, warn: Callable[[str], None] | None = None
+) -> int:
+    """Refuse a key or value over the KV (or Worker) limits; warn about hot-key-sized values."""
+    size = len(value.encode() if isinstance(value, str) else value)
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise PayloadError(f"key {key[:60]!r}... is longer than {MAX_KEY_BYTES} bytes")
+    if size > min(limit, MAX_VALUE_BYTES):
+        raise PayloadError(
+            f"{key}: {size} bytes is over the limit of {min(limit, MAX_VALUE_BYTES)}"
+        )
+    if size > HOT_KEY_WARN_BYTES and warn is not None:
+        warn(
+            f"{key}: {size // 1024} KB; values read on every request should stay under 100 KB "
+            "(hot-key guidance)"
+        )
+    return size
+
+
+def computed_items(build: Build, schema: str) -> Iterator[Item]:
+    """Every key the build produces, in key order: segments, then profiles."""
+    seg_items = sorted(
+        (
+            Item(
+                segment_key(seg, schema),
+                encode_segment(ids, built_at=build.as_of, schema=schema),
+                SEGMENT_TTL,
+                "segments",
+            )
+            for seg, ids in build.segments.items()
+        ),
+        key=lambda item: item.key,
+    )
+    yield from seg_items
+    for uid, country, lang, bucket, recent, last_seen in build.profiles():
+        yield Item(
+            profile_key(uid),
+            encode_profile(
+                country=country,
+                lang=lang,
+                affinity_bucket=bucket,
+                recent_categories=recent,
+                last_seen=last_seen,
+            ),
+            USER_TTL,
+            "profiles",
+        )
+
+
+class BatchCounter:
+    """Counts the bulk requests a sequence of pairs needs (the publisher's batching rule)."""
+
+    def __init__(self, max_pairs: int = MAX_BULK_PAIRS, max_bytes: int = MAX_BULK_BYTES) -> None:
+        self.max_pairs, self.max_bytes = max_pairs, max_bytes
+        self.batches = 0
+        self._pairs = 0
+        self._bytes = 0
+
+    @staticmethod
+    def pair_bytes(key: str, value: str) -> int:
+        """An upper bound of a pair's size in the JSON body (escaping at most doubles it...)."""
+        return len(key.encode()) + len(value.encode()) * 2 + 64
+
+    def add(self, size: int) -> bool:
+        """Account one pair of ``size`` bytes; True if it starts a new batch."""
+        if self._pairs and (self._pairs >= self.max_pairs or self._bytes + size > self.max_bytes):
+            self._pairs = self._bytes = 0
+        new = self._pairs == 0
+        if new:
+            self.batches += 1
+        self._pairs += 1
+        self._bytes += size
+        return new
+
+
+@dataclass
+class PlanCounts:
+    """Per phase: keys computed, written (by reason), skipped; keys deleted; requests."""
+
+    computed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PHASES, 0))
+    new: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PHASES, 0))
+    changed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PHASES, 0))
+    refresh: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PHASES, 0))
+    unconfirmed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PHASES, 0))
+    skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PHASES, 0))
+    deleted: int = 0
+    write_bytes: int = 0
+    write_requests: int = 0
+    delete_requests: int = 0
+
+    @property
+    def writes(self) -> int:
+        return sum(
+            self.new[p] + self.changed[p] + self.refresh[p] + self.unconfirmed[p] for p in PHASES
+        )
+
+    def writes_in(self, phase: str) -> int:
+        return self.new[phase] + self.changed[phase] + self.refresh[phase] + self.unconfirmed[phase]
+
+    @property
+    def skips(self) -> int:
+        return sum(self.skipped.values())
+
+    @property
+    def requests(self) -> int:
+        return self.write_requests + self.delete_requests
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "computed": dict(self.computed),
+            "write": {
+                "new": dict(self.new),
+                "changed": dict(self.changed),
+                "refresh": dict(self.refresh),
+                "unconfirmed": dict(self.unconfirmed),
+                "total": self.writes,
+            },
+            "skip": {**self.skipped, "total": self.skips},
+            "delete": self.deleted,
+            "write_bytes": self.write_bytes,
+            "requests": {
+                "write": self.write_requests,
+                "delete": self.delete_requests,
+                "total": self.requests,
+            },
+        }
+
+
+@dataclass
+class Plan:
+    """Counts plus the actions, kept in the state connection's temporary ``plan_*`` tables."""
+
+    schema: str
+    now: int
+    counts: PlanCounts
+    db: sqlite3.Connection
+
+    def puts(self, phase: str, chunk: int = 10_000) -> Iterator[tuple[str, str, int, bytes]]:
+        """``(key, value, ttl, hash)`` to write in ``phase``, in order, read chunk by chunk."""
+        last = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT id, key, value, ttl, hash FROM temp.plan_put "
+                "WHERE phase = ? AND id > ? ORDER BY id LIMIT ?",
+                (phase, last, chunk),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            for _, key, value, ttl, digest in rows:
+                yield key, value, ttl, digest
+
+    def deletes(self, chunk: int = 10_000) -> Iterator[str]:
+        last = ""
+        while True:
+            rows = self.db.execute(
+                "SELECT key FROM temp.plan_delete WHERE key > ? ORDER BY key LIMIT ?",
+                (last, chunk),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            for (key,) in rows:
+                yield key
+
+
+_LIMITS: Final = {"segments": MAX_SEGMENT_BYTES, "profiles": MAX_PROFILE_BYTES}
+
+
+def _scope(schema: str) -> list[str]:
+    return [USER_PREFIX + "*", f"{SEGMENT_PREFIX}*:{schema}"]
+
+
+class _Writer:
+    """Buffers plan actions and inserts them into the temporary tables in chunks."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        db.execute("DROP TABLE IF EXISTS temp.plan_put")
+        db.execute("DROP TABLE IF EXISTS temp.plan_delete")
+        db.execute(
+            "CREATE TEMP TABLE plan_put (id INTEGER PRIMARY KEY, phase TEXT, key TEXT, "
+            "value TEXT, ttl INTEGER, hash BLOB)"
+        )
+        db.execute("CREATE TEMP TABLE plan_delete (key TEXT PRIMARY KEY) WITHOUT ROWID")
+        self.puts: list[tuple[str, str, str, int, bytes]] = []
+        self.deletes: list[tuple[str]] = []
+
+    def put(self, item: Item, digest: bytes) -> None:
+        self.puts.append((item.phase, item.key, item.value, item.ttl, digest))
+        if len(self.puts) >= 10_000:
+            self.flush()
+
+    def delete(self, key: str) -> None:
+        self.deletes.append((key,))
+        if len(self.deletes) >= 10_000:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.puts:
+            self.db.executemany(
+                "INSERT INTO temp.plan_put (phase, key, value, ttl, hash) VALUES (?, ?, ?, ?, ?)",
+                self.puts,
+            )
+            self.puts.clear()
+        if self.deletes:
+            self.db.executemany("INSERT INTO temp.plan_delete (key) VALUES (?)", self.deletes)
+            self.deletes.clear()
+
+
+def _reason(
+    counts: PlanCounts,
+    row: tuple[str, bytes | None, int] | None,
+    digest: bytes,
+    ttl: int,
+    now: int,
+    refresh_fraction: float,
+) -> dict[str, int] | None:
+    """Which write counter a computed key falls under, or None to skip it."""
+    if row is None:
+        return counts.new
+    _, old_hash, expires_at = row
+    if old_hash is None:
+        return counts.unconfirmed
+    if old_hash != digest:
+        return counts.changed
+    if expires_at - now < ttl * refresh_fraction:
+        return counts.refresh
+    return None
+
+
+def build_plan(
+    state: State,
+    items: Iterable[Item],
+    *,
+    schema: str,
+    now: int,
+    refresh_fraction: float = REFRESH_FRACTION,
+    warn: Callable[[str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    max_pairs: int = MAX_BULK_PAIRS,
+) -> Plan:
+    """Diff ``items`` (sorted by key) against the state; store the actions; return the plan."""
+    db = state.db
+    counts = PlanCounts()
+    batchers = {phase: BatchCounter(max_pairs=max_pairs) for phase in PHASES}
+    out = _Writer(db)
+    previous = ""
+    n = 0
+    db.execute("BEGIN")
+    try:
+        published = state.scan(_scope(schema))
+        current = next(published, None)
+        for item in items:
+            if item.key <= previous:
+                raise AssertionError(f"computed keys out of order: {previous!r}, {item.key!r}")
+            previous = item.key
+            while current is not None and current[0] < item.key:
+                out.delete(current[0])
+                current = next(published, None)
+            size = check_payload(item.key, item.value, _LIMITS[item.phase], warn)
+            digest = value_hash(item.value, item.ttl)
+            counts.computed[item.phase] += 1
+            match = current if current is not None and current[0] == item.key else None
+            if match is not None:
+                current = next(published, None)
+            reason = _reason(counts, match, digest, item.ttl, now, refresh_fraction)
+            if reason is None:
+                counts.skipped[item.phase] += 1
+            else:
+                reason[item.phase] += 1
+                counts.write_bytes += size
+                batchers[item.phase].add(BatchCounter.pair_bytes(item.key, item.value))
+                out.put(item, digest)
+            n += 1
+            if progress is not None and n % 10_000 == 0:
+                progress(10_000)
+        while current is not None:
+            out.delete(current[0])
+            current = next(published, None)
+        out.flush()
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    if progress is not None:
+        progress(n % 10_000)
+    counts.write_requests = sum(b.batches for b in batchers.values())
+    row = db.execute("SELECT count(*) FROM temp.plan_delete").fetchone()
+    counts.deleted = int(row[0]) if row else 0
+    counts.delete_requests = -(-counts.deleted // max_pairs)
+    return Plan(schema=schema, now=now, counts=counts, db=db)

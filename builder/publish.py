@@ -1,0 +1,329 @@
+"""Sending a plan to Workers KV: batching, bounded concurrency, rate limiting, retries.
+
+- Batches hold at most 10,000 pairs and stay under 100 MB of JSON.
+- At most ``concurrency`` batches are in flight; a :class:`~builder.limiter.SlidingWindowLimiter`
+  paces every request, retries included.
+- Retries come from stamina (exponential backoff with jitter; ``stamina.set_testing`` turns the
+  waits off in tests). A 429 waits what ``retry-after`` says instead. After a partial success
+  only ``unsuccessful_keys`` are sent again.
+- The state is touched only from the calling thread: keys are marked unconfirmed before their
+  batch is sent and confirmed only after Cloudflare's answer, batch by batch.
+- Segments are sent before profiles, and deletions only after every write was confirmed (a
+  failed write leaves old keys in place rather than deleting what readers fall back to).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
+
+import stamina
+
+from builder.cloudflare import MAX_BULK_BYTES, MAX_BULK_PAIRS, BulkPair, KVClient
+from builder.errors import PartialWriteError, RateLimitedError, RetryableAPIError
+from builder.limiter import SlidingWindowLimiter
+from builder.plan import PHASES, BatchCounter, Plan
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+
+    from builder.state import State
+
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "Progress",
+    "PublishOptions",
+    "PublishReport",
+    "Publisher",
+    "Retrier",
+    "backoff_hook",
+    "batches",
+]
+
+T = TypeVar("T")
+MAX_RETRY_AFTER: Final = 330.0
+
+
+class Progress(Protocol):
+    """What the publisher reports; the CLI draws it with rich, the library default is silent."""
+
+    def start(self, phase: str, total: int) -> None: ...
+    def advance(self, phase: str, n: int) -> None: ...
+
+
+class _Silent:
+    def start(self, phase: str, total: int) -> None:
+        pass
+
+    def advance(self, phase: str, n: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    """Knobs of the publisher (the defaults suit the real API)."""
+
+    concurrency: int = 4
+    attempts: int = 8
+    timeout: float = 900.0
+    wait_initial: float = 0.5
+    wait_max: float = 30.0
+    max_pairs: int = MAX_BULK_PAIRS
+    max_bytes: int = MAX_BULK_BYTES
+    max_failed_batches: int = 3
+
+
+@dataclass
+class PublishReport:
+    """What happened: keys written/deleted/failed, requests sent, retries among them."""
+
+    written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PHASES, 0))
+    deleted: int = 0
+    failed: int = 0
+    deferred_deletes: int = 0
+    requests: int = 0
+    retries: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "written": {**self.written, "total": sum(self.written.values())},
+            "deleted": self.deleted,
+            "failed": self.failed,
+            "deferred_deletes": self.deferred_deletes,
+            "requests": self.requests,
+            "retries": self.retries,
+            "errors": self.errors[:10],
+        }
+
+
+def backoff_hook(exc: Exception) -> bool | float:
+    """stamina's ``on=``: retry what is retryable; after a 429 wait what ``retry-after`` says."""
+    if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+        return min(exc.retry_after, MAX_RETRY_AFTER)
+    return isinstance(exc, RetryableAPIError)
+
+
+class Retrier:
+    """Runs one-request callables under the limiter with stamina retries, counting requests."""
+
+    def __init__(self, limiter: SlidingWindowLimiter, options: PublishOptions) -> None:
+        self.limiter = limiter
+        self.options = options
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.retries = 0
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """``fn()`` with retries; raises the last error when attempts or time run out."""
+        opt = self.options
+        for attempt in stamina.retry_context(
+            on=backoff_hook,
+            attempts=opt.attempts,
+            timeout=opt.timeout,
+            wait_initial=opt.wait_initial,
+            wait_max=opt.wait_max,
+        ):
+            with attempt:
+                self.limiter.acquire()
+                with self._lock:
+                    self.requests += 1
+                    if attempt.num > 1:
+                        self.retries += 1
+                return fn()
+        raise AssertionError("stamina stopped without raising")  # pragma: no cover
+
+    def bulk(
+        self, keys: Sequence[str], send: Callable[[list[str]], list[str]]
+    ) -> tuple[list[str], list[str], str | None]:
+        """Send ``keys`` with ``send`` (which returns the unsuccessful ones), retrying only those.
+
+        Returns ``(confirmed, given_up, last_error)``; a non-retryable error propagates.
+        """
+        remaining = list(keys)
+        confirmed: list[str] = []
+
+        def once() -> None:
+            nonlocal remaining
+            bad = set(send(remaining))
+            confirmed.extend(k for k in remaining if k not in bad)
+            remaining = [k for k in remaining if k in bad]
+            if remaining:
+                raise PartialWriteError(remaining)
+
+        try:
+            self.call(once)
+        except RetryableAPIError as exc:
+            return confirmed, remaining, str(exc)
+        return confirmed, [], None
+
+
+def batches(
+    rows: Iterable[tuple[str, str, int, bytes]], max_pairs: int, max_bytes: int
+) -> Iterator[list[tuple[str, str, int, bytes]]]:
+    """Group ``(key, value, ttl, hash)`` rows by :class:`~builder.plan.BatchCounter`'s rule."""
+    counter = BatchCounter(max_pairs=max_pairs, max_bytes=max_bytes)
+    batch: list[tuple[str, str, int, bytes]] = []
+    for row in rows:
+        if counter.add(BatchCounter.pair_bytes(row[0], row[1])) and batch:
+            yield batch
+            batch = []
+        batch.append(row)
+    if batch:
+        yield batch
+
+
+@dataclass
+class _Outcome:
+    confirmed: list[str]
+    failed: list[str]
+    sent_at: float
+    error: str | None = None
+
+
+class Publisher:
+    """Executes a :class:`~builder.plan.Plan` against one namespace and the state."""
+
+    def __init__(
+        self,
+        kv: KVClient,
+        state: State,
+        *,
+        limiter: SlidingWindowLimiter | None = None,
+        options: PublishOptions | None = None,
+        progress: Progress | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.kv = kv
+        self.state = state
+        self.options = options or PublishOptions()
+        self.retrier = Retrier(limiter or SlidingWindowLimiter(), self.options)
+        self.progress: Progress = progress or _Silent()
+        self.clock = clock
+
+    # --- one batch, in a worker thread -----------------------------------------------------
+
+    def _put(self, batch: list[tuple[str, str, int, bytes]]) -> _Outcome:
+        pairs = {k: BulkPair(key=k, value=v, expiration_ttl=ttl) for k, v, ttl, _ in batch}
+        sent_at = self.clock()
+        done, failed, error = self.retrier.bulk(
+            list(pairs), lambda keys: self.kv.bulk_put([pairs[k] for k in keys]).unsuccessful_keys
+        )
+        return _Outcome(done, failed, sent_at, error)
+
+    def _delete(self, keys: list[str]) -> _Outcome:
+        sent_at = self.clock()
+        done, failed, error = self.retrier.bulk(
+            keys, lambda ks: self.kv.bulk_delete(ks).unsuccessful_keys
+        )
+        return _Outcome(done, failed, sent_at, error)
+
+    # --- the dispatcher, in the calling thread ---------------------------------------------
+
+    def _dispatch(
+        self,
+        jobs: Iterator[T],
+        keys_of: Callable[[T], list[str]],
+        send: Callable[[T], _Outcome],
+        record: Callable[[T, _Outcome], None],
+        report: PublishReport,
+    ) -> None:
+        failed_batches = 0
+        fatal: BaseException | None = None
+        inflight: dict[Future[_Outcome], T] = {}
+
+        def settle(done: Iterable[Future[_Outcome]]) -> None:
+            nonlocal failed_batches, fatal
+            for fut in done:
+                job = inflight.pop(fut)
+                try:
+                    outcome = fut.result()
+                except Exception as exc:  # a non-retryable API error: stop sending
+                    fatal = fatal or exc
+                    report.failed += len(keys_of(job))
+                    continue
+                record(job, outcome)
+                if outcome.failed:
+                    failed_batches += 1
+                    report.failed += len(outcome.failed)
+                    if outcome.error:
+                        report.errors.append(outcome.error)
+
+        with ThreadPoolExecutor(max_workers=max(1, self.options.concurrency)) as pool:
+            for job in jobs:
+                if fatal is not None or failed_batches >= self.options.max_failed_batches:
+                    break
+                self.state.mark_unconfirmed(keys_of(job))
+                inflight[pool.submit(send, job)] = job
+                if len(inflight) >= self.options.concurrency:
+                    done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                    settle(done)
+            while inflight:
+                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                settle(done)
+        if fatal is not None:
+            raise fatal
+
+    def publish(self, plan: Plan) -> PublishReport:
+        """Write every phase's puts, then (if all succeeded) the deletions."""
+        report = PublishReport()
+        opt = self.options
+        try:
+            for phase in PHASES:
+                total = plan.counts.writes_in(phase)
+                self.progress.start(phase, total)
+
+                def record(
+                    job: list[tuple[str, str, int, bytes]], outcome: _Outcome, phase: str = phase
+                ) -> None:
+                    ok = set(outcome.confirmed)
+                    self.state.confirm_written(
+                        (k, h, int(outcome.sent_at) + ttl) for k, _, ttl, h in job if k in ok
+                    )
+                    report.written[phase] += len(ok)
+                    self.progress.advance(phase, len(job))
+
+                self._dispatch(
+                    batches(plan.puts(phase), opt.max_pairs, opt.max_bytes),
+                    lambda job: [row[0] for row in job],
+                    self._put,
+                    record,
+                    report,
+                )
+                if report.failed:
+                    break
+            if report.failed:
+                report.deferred_deletes = plan.counts.deleted
+                return report
+            self.progress.start("deletes", plan.counts.deleted)
+
+            def record_delete(job: list[str], outcome: _Outcome) -> None:
+                self.state.confirm_deleted(outcome.confirmed)
+                report.deleted += len(outcome.confirmed)
+                self.progress.advance("deletes", len(job))
+
+            self._dispatch(
+                _chunks(plan.deletes(), opt.max_pairs),
+                list,
+                self._delete,
+                record_delete,
+                report,
+            )
+            return report
+        finally:
+            report.requests = self.retrier.requests
+            report.retries = self.retrier.retries
+
+
+def _chunks(keys: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for key in keys:
+        chunk.append(key)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
