@@ -1,0 +1,141 @@
+"""What is injected into the shell: a script payload and cards that no content can break out of."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edgeshelf import inject
+from edgeshelf.inject import Shelf, cards_html, script_html
+from tests.unit.strategies import FAST, hostile_text
+
+OPEN = '<script type="application/json" id="edgeshelf-shelf">'
+CLOSE = "</script>"
+
+XSS = [
+    "</script><script>alert(1)</script>",
+    "</SCRIPT >",
+    "<!--",
+    "-->",
+    "<![CDATA[",
+    "&lt;",
+    '"><img src=x onerror=alert(1)>',
+    "\u2028\u2029",
+    "\ud800",
+]
+
+
+def _payload(html: str) -> str:
+    assert html.startswith(OPEN)
+    assert html.endswith(CLOSE)
+    return html[len(OPEN) : -len(CLOSE)]
+
+
+def test_marker_constants() -> None:
+    """The slot marker and the selector the HTMLRewriter uses are the documented ones."""
+    assert inject.SLOT_ATTR == "data-edgeshelf-slot"
+    assert inject.RENDER_ATTR == "data-edgeshelf-render"
+    assert inject.SLOT_SELECTOR == "[data-edgeshelf-slot]"
+    assert inject.SCRIPT_ID == "edgeshelf-shelf"
+
+
+def test_script_html_of_a_plain_shelf() -> None:
+    """A normal shelf is compact JSON with the IDs, segment, fallback level and schema."""
+    html = script_html(Shelf(["a1", "b2"], "us-en-music", 1, "v3"))
+    assert html == (
+        OPEN + '{"ids":["a1","b2"],"segment":"us-en-music","fallback":1,"schema":"v3"}' + CLOSE
+    )
+
+
+@FAST
+@given(
+    st.lists(st.one_of(hostile_text, st.sampled_from(XSS)), max_size=8),
+    st.one_of(hostile_text, st.sampled_from(XSS)),
+    st.integers(min_value=-(2**63), max_value=2**63),
+    st.one_of(hostile_text, st.sampled_from(XSS)),
+)
+def test_script_payload_cannot_break_out(
+    ids: list[str], segment: str, fallback: int, seg_schema: str
+) -> None:
+    """Whatever the content, the payload has no markup characters and parses back to the input."""
+    html = script_html(Shelf(ids, segment, fallback, seg_schema))
+    payload = _payload(html)
+    assert "</script" not in html.lower()[: -len(CLOSE)]
+    assert "<!--" not in html
+    assert not set(payload) & {"<", ">", "&"}
+    assert payload.isascii()
+    assert "\n" not in payload
+    assert json.loads(payload) == {
+        "ids": ids,
+        "segment": segment,
+        "fallback": fallback,
+        "schema": seg_schema,
+    }
+
+
+def test_script_payload_of_known_attacks() -> None:
+    """Classic script-breaking strings come out as JSON unicode escapes and nothing else."""
+    html = script_html(Shelf(XSS, "</script>", 3, "<!--"))
+    payload = _payload(html)
+    assert "\\u003c/script\\u003e" in payload
+    assert "\\u2028\\u2029" in payload
+    assert json.loads(payload)["ids"] == XSS
+
+
+class _Cards(HTMLParser):
+    """Collects each card's link target and thumbnail text, as a browser would see them."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+        self.thumbs: list[str] = []
+        self.tags: list[str] = []
+        self._in_thumb = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        attributes = dict(attrs)
+        if tag == "a":
+            self.hrefs.append(attributes["href"] or "")
+        if tag == "div" and attributes.get("class") == "thumb":
+            self._in_thumb = True
+            self.thumbs.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "div":
+            self._in_thumb = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_thumb:
+            self.thumbs[-1] += data
+
+
+_IDS = st.one_of(hostile_text.map(lambda s: s[:40]), st.sampled_from(XSS))
+
+
+@FAST
+@given(st.lists(_IDS, max_size=6))
+def test_cards_html_escapes_every_id(ids: list[str]) -> None:
+    """Any ID renders only as text and attribute values: the markup is exactly the template's."""
+    html = cards_html(ids)
+    assert html.count("<") == 4 + 8 * len(ids)
+    assert html.count(">") == 4 + 8 * len(ids)
+    assert html.count('"') == 6 + 6 * len(ids)
+    assert "'" not in html
+    parser = _Cards()
+    parser.feed(html)
+    parser.close()
+    assert parser.tags == ["h2", "ul"] + ["li", "a", "div", "span"] * len(ids)
+    assert parser.hrefs == [f"/watch/{vid}" for vid in ids]
+    assert parser.thumbs == ids
+
+
+def test_cards_html_of_an_empty_shelf() -> None:
+    """No IDs give the heading and an empty list, not broken markup."""
+    assert cards_html([]) == (
+        '<h2 id="shelf-title">Picked for you</h2>'
+        '<ul class="row es-rendered" id="edgeshelf-cards"></ul>'
+    )
