@@ -3,7 +3,7 @@
 // process), driven by wrk over loopback; then cold starts, each in a fresh workerd.
 //
 //   node bench/edge.mjs [--smoke] [--duration S] [--reps N] [--sizes 10k,100k,1m]
-//                       [--conns 1,8] [--out docs/bench-edge.json] [--no-cold]
+//                       [--conns 1,8] [--out docs/bench-edge.json] [--no-cold] [--label TEXT]
 //
 // Writes the raw results as JSON (bench/report.py turns them into docs/benchmarks.md and plots).
 // Progress goes to stderr; workerd's own output (one log line per request) is drained unread.
@@ -44,6 +44,7 @@ function parseCli() {
       out: { type: "string", default: path.join(ROOT, "docs", "bench-edge.json") },
       "no-cold": { type: "boolean", default: false },
       "cold-reps": { type: "string" },
+      label: { type: "string", default: "" },
     },
   });
   const smoke = values.smoke;
@@ -56,7 +57,8 @@ function parseCli() {
     out: path.resolve(values.out),
     cold: !values["no-cold"],
     coldReps: Number(values["cold-reps"] ?? (smoke ? 1 : 5)),
-    warmS: smoke ? 1 : 2,
+    label: values.label,
+    warmS: smoke ? 0 : 2, // seconds per cell; the smoke run skips warming up
   };
   for (const s of opts.sizes) if (!(s in SIZES)) throw new Error(`unknown size ${s}`);
   if (!Number.isInteger(opts.durationS) || opts.durationS < 1) {
@@ -227,6 +229,7 @@ async function measure(cell, urls, workerdPid, durationS) {
     workerd_cpu_ms_per_req: w.requests ? (ticks * 1000) / CLK_TCK / w.requests : null,
     workerd_cpu_util: (ticks / CLK_TCK) / seconds,
     node_cpu_ms_per_req: w.requests ? (node.user + node.system) / 1000 / w.requests : null,
+    loadavg_1m: os.loadavg()[0], // other work on the machine shows up here
     errors: w.connect_errors + w.read_errors + w.write_errors + w.timeouts,
     non2xx: w.non2xx,
   };
@@ -267,8 +270,8 @@ async function sideBySide(opts) {
     }
     const bad = result.parity.filter((p) => !p.ok);
     if (bad.length) log("PARITY MISMATCH", JSON.stringify(bad, null, 2));
-    log("warming up");
-    for (const size of opts.sizes) {
+    if (opts.warmS > 0) log("warming up");
+    for (const size of opts.warmS > 0 ? opts.sizes : []) {
       for (const cell of cellsFor(0, size, 1)) {
         await measure(cell, urls, workerdPid, opts.warmS);
       }
@@ -303,6 +306,7 @@ async function main() {
   const startedAt = new Date();
   const meta = {
     date: startedAt.toISOString(),
+    label: opts.label,
     machine: machine(),
     versions: {
       workerd: pkgVersion("workerd"),
