@@ -27,6 +27,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from builder import jobs
 from builder.cloudflare import KVClient, make_http_client
@@ -53,7 +54,7 @@ _PHASE_LABELS = {
 }
 
 
-class RichReporter:
+class _RichReporter:
     """Draws phases as rich progress bars on stderr; warnings as yellow lines."""
 
     def __init__(self, console: Console) -> None:
@@ -69,7 +70,7 @@ class RichReporter:
         )
         self.tasks: dict[str, TaskID] = {}
 
-    def __enter__(self) -> RichReporter:
+    def __enter__(self) -> _RichReporter:
         self.progress.start()
         return self
 
@@ -87,7 +88,7 @@ class RichReporter:
             self.progress.advance(self.tasks[phase], n)
 
     def warn(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+        self.console.print(Text("warning: ", style="yellow") + Text(message), soft_wrap=True)
 
 
 def _stderr() -> Console:
@@ -95,7 +96,9 @@ def _stderr() -> Console:
 
 
 def _fail(exc: BaseException, code: int) -> None:
-    _stderr().print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+    # Text, not markup: messages quote user input and "[[kv_namespaces]]"; no wrapping, so a
+    # cron log keeps file/row/column on one greppable line.
+    _stderr().print(Text("error: ", style="red") + Text(str(exc)), soft_wrap=True)
     sys.exit(code)
 
 
@@ -159,7 +162,7 @@ def _summary(result: jobs.RunResult) -> None:
             lines.append(f"last error: {err}")
     lines.append(f"duration: {result.duration:.1f}s")
     for line in lines:
-        console.print(line)
+        console.print(Text(line), soft_wrap=True)
 
 
 def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -230,7 +233,7 @@ def _reporter(as_json: bool) -> AbstractContextManager[Any]:
     console = _stderr()
     if as_json or not console.is_terminal:
         return nullcontext(_LineReporter(console))
-    return RichReporter(console)
+    return _RichReporter(console)
 
 
 class _LineReporter(jobs.Silent):
@@ -241,11 +244,11 @@ class _LineReporter(jobs.Silent):
         self.console = console
 
     def phase(self, name: str) -> None:
-        self.console.print(name, highlight=False)
+        self.console.print(Text(name), soft_wrap=True)
 
     def warn(self, message: str) -> None:
         super().warn(message)
-        self.console.print(f"warning: {message}", highlight=False)
+        self.console.print(Text(f"warning: {message}"), soft_wrap=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

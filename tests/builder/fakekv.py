@@ -10,14 +10,18 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import httpx
 
-TOKEN = "tok-CANARY-5f3a9e-never-print-me"
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+# A recognisable canary, not a credential: tests assert it never shows up in any output.
+TOKEN = "tok-CANARY-5f3a9e-never-print-me"  # noqa: S105
 ACCOUNT = "acc0123"
 NAMESPACE = "ns0123"
 BASE = "https://kv.test/client/v4"
@@ -51,13 +55,28 @@ class FakeKV:
     refuse_keys: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     puts: int = 0
+    delay: float = 0.0
+    in_flight: int = 0
+    peak: int = 0
 
-    def fault(self, route: str, status: int, *, times: int = 1, headers: dict[str, str] | None = None,
-              body: Any = None) -> None:  # fmt: skip
+    def fault(
+        self,
+        route: str,
+        status: int,
+        *,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+    ) -> None:
         """The next ``times`` requests to ``route`` (e.g. ``PUT bulk``) answer ``status``."""
         for _ in range(times):
-            payload = body if body is not None else envelope(
-                success=False, errors=[{"code": 10000 + status, "message": f"injected {status}"}]
+            payload = (
+                body
+                if body is not None
+                else envelope(
+                    success=False,
+                    errors=[{"code": 10000 + status, "message": f"injected {status}"}],
+                )
             )
 
             def respond(_req: httpx.Request, payload: Any = payload) -> httpx.Response:
@@ -115,7 +134,16 @@ class FakeKV:
         if handler is None:
             return httpx.Response(405, json=envelope(success=False, errors=[{"code": 405}]))
         with self.lock:
-            return handler(request, rest)
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        try:
+            if self.delay:
+                time.sleep(self.delay)  # outside the lock: requests overlap like real ones
+            with self.lock:
+                return handler(request, rest)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
 
     def _bulk_put(self, request: httpx.Request, _rest: str) -> httpx.Response:
         body = json.loads(request.content)
@@ -163,9 +191,7 @@ class FakeKV:
         nxt = page[-1] if len(names) > limit else ""
         return httpx.Response(
             200,
-            json=envelope(
-                [{"name": k} for k in page], info={"count": len(page), "cursor": nxt}
-            ),
+            json=envelope([{"name": k} for k in page], info={"count": len(page), "cursor": nxt}),
         )
 
     def _get_value(self, _request: httpx.Request, rest: str) -> httpx.Response:

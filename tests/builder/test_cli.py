@@ -1,0 +1,277 @@
+"""The command line through click's runner, against the fake KV: exit codes and output."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+from click.testing import CliRunner, Result
+
+from builder.cli import main
+from builder.state import RunLock, State
+from edgeshelf.schema import decode_shell_pointer
+from tests.builder.conftest import NOW, SMALL_K
+from tests.builder.fakekv import TOKEN, FakeKV
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from builder.sample import SampleFiles
+
+
+def invoke(fake: FakeKV | None, *args: str) -> Result:
+    obj = {"transport": fake.transport()} if fake is not None else {}
+    return CliRunner().invoke(main, list(args), obj=obj, catch_exceptions=False)
+
+
+def run_args(files: SampleFiles, state: Path, *extra: str) -> list[str]:
+    return [
+        "--events", str(files.events), "--catalog", str(files.catalog), "--state", str(state),
+        "--min-segment-size", str(SMALL_K), "--now", str(NOW), *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_run_then_rerun_writes_nothing(
+    fake: FakeKV, small_sample: SampleFiles, state_path: Path
+) -> None:
+    """A second run on the same input writes no key and makes no request."""
+    first = invoke(fake, "run", *run_args(small_sample, state_path), "--json")
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    written = summary["publish"]["written"]["total"]
+    assert written == len(fake.store) > 600
+    requests = len(fake.requests)
+    second = json.loads(invoke(fake, "run", *run_args(small_sample, state_path), "--json").stdout)
+    assert second["plan"]["write"]["total"] == 0
+    assert second["publish"]["requests"] == 0
+    assert len(fake.requests) == requests
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_human_summary_names_the_counts(
+    fake: FakeKV, small_sample: SampleFiles, state_path: Path
+) -> None:
+    """Without --json the summary states keys planned, written, skipped, failed, requests."""
+    result = invoke(fake, "run", *run_args(small_sample, state_path))
+    assert result.exit_code == 0
+    for needle in (
+        "keys planned:",
+        "keys written:",
+        "skipped",
+        "failed: 0",
+        "requests:",
+        "retries:",
+    ):
+        assert needle in result.stdout
+
+
+def test_plan_needs_no_credentials(small_sample: SampleFiles, state_path: Path) -> None:
+    """``plan`` is a dry run against the state file only."""
+    result = invoke(None, "plan", *run_args(small_sample, state_path), "--json")
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)["plan"]
+    assert plan["write"]["new"]["profiles"] == plan["computed"]["profiles"] > 0
+    assert plan["requests"]["total"] == 2
+    assert json.loads(result.stdout)["publish"] is None
+
+
+@pytest.mark.parametrize(
+    "missing", ["CLOUDFLARE_API_TOKEN", "CLOUDFLARE_ACCOUNT_ID", "EDGESHELF_KV_NAMESPACE_ID"]
+)
+def test_missing_configuration_exits_2_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+    cf_env: dict[str, str],
+    small_sample: SampleFiles,
+    tmp_path: Path,
+    missing: str,
+) -> None:
+    """Exit code 2 and the variable's name when the target is incomplete."""
+    monkeypatch.delenv(missing)
+    args = run_args(small_sample, tmp_path / "s.sqlite", "--wrangler", str(tmp_path / "no.toml"))
+    result = invoke(FakeKV(), "run", *args)
+    assert result.exit_code == 2
+    assert missing in result.stderr
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_bad_input_exits_3_with_file_row_column(
+    fake: FakeKV, small_sample: SampleFiles, tmp_path: Path
+) -> None:
+    """A refused input exits 3, names file/row/column, and nothing is published."""
+    bad = tmp_path / "events.csv"
+    bad.write_text(
+        "user_id,video_id,ts,country,lang,watch_seconds\n"
+        "0f8fad5b-d9cb-469f-a165-70867728950e,v0000001,1748000000,us,en,-4\n"
+    )
+    args = ["--events", str(bad), "--catalog", str(small_sample.catalog)]
+    result = invoke(fake, "run", *args, "--state", str(tmp_path / "s.sqlite"))
+    assert result.exit_code == 3
+    assert f"{bad}, row 1, column watch_seconds: negative duration" in result.stderr
+    assert fake.requests == []
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_overlapping_run_exits_4(fake: FakeKV, small_sample: SampleFiles, state_path: Path) -> None:
+    """While another run holds the lock, a second one refuses to start."""
+    with RunLock(State.lock_path(state_path)):
+        result = invoke(fake, "run", *run_args(small_sample, state_path))
+    assert result.exit_code == 4
+    assert "another builder run" in result.stderr
+    assert fake.requests == []
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_unconfirmed_keys_exit_1_and_rerun_completes(
+    fake: FakeKV, small_sample: SampleFiles, state_path: Path
+) -> None:
+    """Persistent 5xx leave the run incomplete (exit 1); the next run finishes the job."""
+    fake.fault("PUT bulk", 503, times=3)  # every attempt of the first batch
+    first = invoke(fake, "run", *run_args(small_sample, state_path))
+    assert first.exit_code == 1
+    assert "not confirmed" in first.stderr
+    second = invoke(fake, "run", *run_args(small_sample, state_path), "--json")
+    assert second.exit_code == 0
+    assert json.loads(second.stdout)["complete"] is True
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_token_never_appears_in_output(
+    fake: FakeKV, small_sample: SampleFiles, state_path: Path
+) -> None:
+    """Neither success, API refusals nor status print the token."""
+    outputs = [invoke(fake, "run", *run_args(small_sample, state_path)).output]
+    fake.fault("PUT bulk", 403)
+    outputs.append(
+        invoke(fake, "run", *run_args(small_sample, state_path, "--schema", "v9")).output
+    )
+    outputs.append(invoke(fake, "status", "--state", str(state_path), "--json").output)
+    outputs.append(invoke(fake, "gc", "--keep", "v3", "--state", str(state_path)).output)
+    assert "403" in outputs[1]
+    for text in outputs:
+        assert TOKEN not in text
+        assert TOKEN[4:20] not in text
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_api_refusal_exits_5(fake: FakeKV, small_sample: SampleFiles, state_path: Path) -> None:
+    """A 403 from Cloudflare exits 5 with the API's error."""
+    fake.fault("PUT bulk", 403)
+    result = invoke(fake, "run", *run_args(small_sample, state_path))
+    assert result.exit_code == 5
+    assert "injected 403" in result.stderr
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_schema_roll_forward_then_gc(
+    fake: FakeKV, small_sample: SampleFiles, state_path: Path
+) -> None:
+    """``run --schema v4`` adds v4 beside v3; ``gc --keep v4`` then removes every v3 key."""
+    assert invoke(fake, "run", *run_args(small_sample, state_path)).exit_code == 0
+    v3 = {k for k in fake.store if k.endswith(":v3")}
+    assert invoke(fake, "run", *run_args(small_sample, state_path, "--schema", "v4")).exit_code == 0
+    v4 = {k for k in fake.store if k.endswith(":v4")}
+    assert len(v3) == len(v4) > 5
+    fake.store["seg:weird"] = "not a segment key: gc leaves it"
+    result = invoke(fake, "gc", "--keep", "v4", "--state", str(state_path), "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["deleted"] == len(v3)
+    assert not any(k.endswith(":v3") for k in fake.store)
+    assert v4 <= set(fake.store)
+    assert "seg:weird" in fake.store
+    with State(state_path) as state:
+        assert "seg:v3" not in state.counts()
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_publish_shell_writes_copy_before_pointer(fake: FakeKV, tmp_path: Path) -> None:
+    """The last-known-good copy is written first, then the pointer moves to it."""
+    shell = tmp_path / "shell.html"
+    shell.write_text("<html><body><!--edgeshelf:shelf--></body></html>")
+    result = invoke(
+        fake, "publish-shell", "--name", "home", "--file", str(shell), "--version", "2025.1"
+    )
+    assert result.exit_code == 0, result.output
+    assert fake.store["shell:home:2025.1"] == shell.read_text()
+    assert decode_shell_pointer(fake.store["shell:home"]) == {"version": "2025.1", "path": "/"}
+    bodies = [url for route, url in fake.requests if route == "PUT bulk"]
+    assert len(bodies) == 2
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_publish_shell_pointer_waits_for_a_confirmed_copy(fake: FakeKV, tmp_path: Path) -> None:
+    """If the copy cannot be written the pointer is not moved."""
+    shell = tmp_path / "shell.html"
+    shell.write_text("<html></html>")
+    fake.refuse_keys = {"shell:home:v2"}
+    result = invoke(
+        fake, "publish-shell", "--name", "home", "--file", str(shell), "--version", "v2"
+    )
+    assert result.exit_code == 5
+    assert "shell:home" not in fake.store
+
+
+@pytest.mark.usefixtures("cf_env")
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--name", "Home!"], "shell name"), (["--version", "a b"], "shell version"),
+     (["--path", "//evil"], "absolute path")],
+)  # fmt: skip
+def test_publish_shell_validates_key_parts(
+    fake: FakeKV, tmp_path: Path, args: list[str], needle: str
+) -> None:
+    """Name, version and path go through the schema module's validators (exit 2)."""
+    shell = tmp_path / "s.html"
+    shell.write_text("<html></html>")
+    base = {"--name": "home", "--version": "v1", "--path": "/"}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    flat = [x for kv in base.items() for x in kv]
+    result = invoke(fake, "publish-shell", "--file", str(shell), *flat)
+    assert result.exit_code == 2
+    assert needle in result.stderr
+    assert fake.requests == []
+
+
+def test_publish_shell_refuses_oversized_and_non_utf8(
+    cf_env: dict[str, str], fake: FakeKV, tmp_path: Path
+) -> None:
+    """A shell over 5 MiB, or not UTF-8, is refused before any request (exit 3)."""
+    big = tmp_path / "big.html"
+    big.write_bytes(b"<p>" * (2 << 20))
+    latin = tmp_path / "latin.html"
+    latin.write_bytes("<p>caf\xe9</p>".encode("latin-1"))
+    for path in (big, latin):
+        result = invoke(
+            fake, "publish-shell", "--name", "home", "--file", str(path), "--version", "1"
+        )
+        assert result.exit_code == 3
+    assert fake.requests == []
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_status_reports_keys_and_last_run(
+    fake: FakeKV, small_sample: SampleFiles, state_path: Path
+) -> None:
+    """``status`` shows the target, key counts and the last run's outcome."""
+    invoke(fake, "run", *run_args(small_sample, state_path))
+    info = json.loads(invoke(None, "status", "--state", str(state_path), "--json").stdout)
+    assert info["keys"]["u"] == 600
+    assert info["last_run"]["complete"] is True
+    assert info["target"].endswith("/acc0123/ns0123")
+
+
+def test_status_without_state_exits_2(tmp_path: Path) -> None:
+    """No state file yet is a clear message, not a fresh empty database."""
+    result = invoke(None, "status", "--state", str(tmp_path / "none.sqlite"))
+    assert result.exit_code == 2
+    assert not (tmp_path / "none.sqlite").exists()
+
+
+def test_sample_command_writes_files(tmp_path: Path) -> None:
+    """``sample`` writes events and catalog in the chosen format."""
+    result = invoke(None, "sample", "--out", str(tmp_path), "--users", "20", "--videos", "10",
+                    "--events", "100", "--format", "csv")  # fmt: skip
+    assert result.exit_code == 0
+    assert (tmp_path / "events.csv").exists()
+    assert (tmp_path / "catalog.csv").exists()

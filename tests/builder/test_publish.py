@@ -1,0 +1,213 @@
+"""Publishing: batches, bounded concurrency, retries, partial failures, crash safety."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+import stamina
+
+from builder.errors import APIError, RateLimitedError, RetryableAPIError
+from builder.limiter import SlidingWindowLimiter
+from builder.plan import build_plan
+from builder.publish import (
+    MAX_RETRY_AFTER,
+    Publisher,
+    PublishOptions,
+    Retrier,
+    backoff_hook,
+    batches,
+)
+from builder.state import State
+from tests.builder.test_plan import NOW, seg, user
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from builder.cloudflare import KVClient
+    from tests.builder.fakekv import FakeKV
+
+
+def _publisher(kv: KVClient, state: State, **options: int) -> Publisher:
+    return Publisher(kv, state, options=PublishOptions(**options), clock=lambda: float(NOW))
+
+
+class Crash(BaseException):
+    """Stands in for SIGKILL: nothing after it runs, not even ``except Exception``."""
+
+
+def test_batches_hold_at_most_max_pairs_and_max_bytes() -> None:
+    """Rows are grouped in order, by pair count and by estimated JSON size."""
+    rows = [(f"k{i}", "v" * 10, 60, b"") for i in range(25)]
+    assert [len(b) for b in batches(rows, 10, 10**9)] == [10, 10, 5]
+    assert [len(b) for b in batches(rows, 10_000, 3 * 90)] == [3] * 8 + [1]
+
+
+def test_large_plan_is_sent_in_bulk_requests_of_10000(
+    state_path: Path, kv: KVClient, fake: FakeKV
+) -> None:
+    """25,000 profiles take three PUT /bulk requests, none over 10,000 pairs."""
+    items = [user(i) for i in range(25_000)]
+    with State(state_path) as state:
+        report = _publisher(kv, state).publish(build_plan(state, items, schema="v3", now=NOW))
+    assert report.written["profiles"] == 25_000
+    assert report.requests == fake.count("PUT bulk") == 3
+    assert len(fake.store) == 25_000
+
+
+def test_transient_failures_are_retried(state_path: Path, kv: KVClient, fake: FakeKV) -> None:
+    """A 503 and a timeout before success cost two retries and lose nothing."""
+    fake.fault("PUT bulk", 503)
+    fake.raise_on("PUT bulk", httpx.ConnectTimeout("slow"))
+    with State(state_path) as state:
+        report = _publisher(kv, state).publish(
+            build_plan(state, [seg("a"), user(1)], schema="v3", now=NOW)
+        )
+    assert (report.failed, report.retries, report.requests) == (0, 2, 4)
+    assert len(fake.store) == 2
+
+
+def test_partial_success_retries_only_unsuccessful_keys(
+    state_path: Path, kv: KVClient, fake: FakeKV, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a partial bulk success, the retry carries only the keys that failed."""
+    items = [user(i) for i in range(5)]
+    failing = items[3].key
+    original = fake._bulk_put
+    calls: list[list[str]] = []
+
+    def flaky(request: httpx.Request, rest: str) -> httpx.Response:
+        keys = [p["key"] for p in json.loads(request.content)]
+        calls.append(keys)
+        fake.refuse_keys = {failing} if len(calls) == 1 else set()
+        return original(request, rest)
+
+    monkeypatch.setattr(fake, "_bulk_put", flaky)
+    with State(state_path) as state:
+        report = _publisher(kv, state).publish(build_plan(state, items, schema="v3", now=NOW))
+        assert state.counts().get("unconfirmed", 0) == 0
+    assert calls[1] == [failing]
+    assert (report.failed, report.retries, report.written["profiles"]) == (0, 1, 5)
+
+
+def test_keys_failing_every_attempt_stay_unconfirmed_and_defer_deletes(
+    state_path: Path, kv: KVClient, fake: FakeKV
+) -> None:
+    """A key never accepted is counted failed, left unconfirmed, and deletions wait."""
+    with State(state_path) as state:
+        _publisher(kv, state).publish(build_plan(state, [user(1), user(2)], schema="v3", now=NOW))
+        fake.refuse_keys = {user(3).key}
+        plan = build_plan(state, [user(1), user(3)], schema="v3", now=NOW)
+        report = _publisher(kv, state).publish(plan)
+        assert (report.failed, report.deferred_deletes, report.deleted) == (1, 1, 0)
+        assert state.counts()["unconfirmed"] == 1
+        assert user(2).key in fake.store  # not deleted while a write is outstanding
+        fake.refuse_keys = set()
+        rerun = build_plan(state, [user(1), user(3)], schema="v3", now=NOW)
+        assert (rerun.counts.writes, rerun.counts.deleted) == (1, 1)
+        _publisher(kv, state).publish(rerun)
+    assert set(fake.store) == {user(1).key, user(3).key}
+
+
+def test_non_retryable_error_stops_the_run_but_keeps_what_was_confirmed(
+    state_path: Path, kv: KVClient, fake: FakeKV, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 403 in the profile phase raises; the segments confirmed before stay recorded."""
+    items = [seg("a"), *(user(i) for i in range(3))]
+    original = fake._bulk_put
+
+    def forbid_profiles(request: httpx.Request, rest: str) -> httpx.Response:
+        if b'"u:' in request.content:
+            return httpx.Response(403, json={"success": False, "errors": [{"code": 9109}]})
+        return original(request, rest)
+
+    monkeypatch.setattr(fake, "_bulk_put", forbid_profiles)
+    with State(state_path) as state:
+        with pytest.raises(APIError) as info:
+            _publisher(kv, state).publish(build_plan(state, items, schema="v3", now=NOW))
+        assert info.value.status == 403
+        assert state.counts() == {"seg:v3": 1, "u": 3, "unconfirmed": 3}
+    assert set(fake.store) == {"seg:a:v3"}
+
+
+def test_concurrency_is_bounded(state_path: Path, kv: KVClient, fake: FakeKV) -> None:
+    """No more than ``concurrency`` bulk requests are in flight at once, and they do overlap."""
+    fake.delay = 0.02
+    items = [user(i) for i in range(40)]
+    with State(state_path) as state:
+        plan = build_plan(state, items, schema="v3", now=NOW, max_pairs=2)
+        report = _publisher(kv, state, concurrency=3, max_pairs=2).publish(plan)
+    assert report.requests == 20
+    assert 1 < fake.peak <= 3
+
+
+def test_crash_mid_run_then_rerun_converges_on_the_plan(
+    state_path: Path, kv: KVClient, fake: FakeKV, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after some batches were applied, a rerun leaves KV equal to the plan."""
+    old = [seg("gone"), *(user(i) for i in range(0, 30))]
+    new = [seg("a"), *(user(i, '{"v":2}') for i in range(10, 50))]
+    with State(state_path) as state:
+        _publisher(kv, state).publish(build_plan(state, old, schema="v3", now=NOW))
+    original = fake._bulk_put
+    seen = 0
+
+    def dies_after_third(request: httpx.Request, rest: str) -> httpx.Response:
+        nonlocal seen
+        seen += 1
+        response = original(request, rest)  # applied in KV...
+        if seen == 3:
+            raise Crash  # ...but the answer never reaches the builder
+        return response
+
+    monkeypatch.setattr(fake, "_bulk_put", dies_after_third)
+    with State(state_path) as state:
+        plan = build_plan(state, new, schema="v3", now=NOW + 60, max_pairs=7)
+        with pytest.raises(Crash):
+            _publisher(kv, state, concurrency=1, max_pairs=7).publish(plan)
+    monkeypatch.setattr(fake, "_bulk_put", original)
+    with State(state_path) as state:
+        plan = build_plan(state, new, schema="v3", now=NOW + 120)
+        assert plan.counts.unconfirmed["profiles"] == 7  # the batch whose answer was lost
+        report = _publisher(kv, state).publish(plan)
+        assert report.failed == 0
+        again = build_plan(state, new, schema="v3", now=NOW + 180).counts
+    assert fake.store == {i.key: i.value for i in new}
+    assert (again.writes, again.deleted) == (0, 0)
+
+
+def test_backoff_hook_waits_what_retry_after_says() -> None:
+    """429 with retry-after waits that long (capped); other retryables use exponential backoff."""
+    assert backoff_hook(RateLimitedError("x", retry_after=7.0)) == 7.0
+    assert backoff_hook(RateLimitedError("x", retry_after=10_000)) == MAX_RETRY_AFTER
+    assert backoff_hook(RateLimitedError("x", retry_after=None)) is True
+    assert backoff_hook(RetryableAPIError("x")) is True
+    assert backoff_hook(APIError("x")) is False
+    assert backoff_hook(ValueError("x")) is False
+
+
+def test_retry_after_is_honoured_for_real(kv: KVClient, fake: FakeKV) -> None:
+    """Outside stamina's test mode a 429 with retry-after: 0.3 delays the retry by 0.3 s."""
+    fake.fault("PUT bulk", 429, headers={"retry-after": "0.3"})
+    retrier = Retrier(SlidingWindowLimiter(), PublishOptions(attempts=2))
+    with stamina.set_testing(False):
+        started = time.monotonic()
+        done, failed, _ = retrier.bulk(
+            ["k"], lambda ks: kv.bulk_put([{"key": k, "value": "v"} for k in ks]).unsuccessful_keys
+        )
+        elapsed = time.monotonic() - started
+    assert (done, failed) == (["k"], [])
+    assert 0.3 <= elapsed < 2.0
+
+
+def test_every_request_passes_the_limiter(kv: KVClient, fake: FakeKV) -> None:
+    """Retries are requests too: the limiter counts each attempt."""
+    fake.fault("POST bulk/delete", 500, times=2)
+    limiter = SlidingWindowLimiter()
+    retrier = Retrier(limiter, PublishOptions())
+    retrier.bulk(["k"], lambda ks: kv.bulk_delete(ks).unsuccessful_keys)
+    assert limiter.acquired == retrier.requests == 3
+    assert retrier.retries == 2
