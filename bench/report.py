@@ -2,9 +2,9 @@
 
     uv run python bench/report.py docs/bench-edge.json --out-dir docs
 
-Every figure in the report is computed here from the JSON files (the run itself, the optional
-profile ``bench-profile.json`` and the optimisation history ``bench-history/*.json`` next to
-it); the prose comes from ``bench/notes/*.md``, which hold no measurements.
+Every figure in the report is computed here from the JSON files (the run itself, with its FFI
+cost probe, and the optimisation history ``bench-history/*.json`` next to it); the prose
+comes from ``bench/notes/*.md``, which hold no measurements.
 """
 
 from __future__ import annotations
@@ -401,11 +401,10 @@ def section_history(out_dir: Path) -> list[str]:
     return [*lines, *note("optimisations")]
 
 
-def section_profile(out_dir: Path) -> list[str]:
-    path = out_dir / "bench-profile.json"
-    if not path.exists():
+def section_profile(r: Results) -> list[str]:
+    prof = r.data.get("profile")
+    if not prof:
         return []
-    prof = json.loads(path.read_text())
     lines = ["## Where the Python Worker's time goes", ""]
     if prof.get("ffi"):
         rows = [
@@ -532,7 +531,7 @@ def render(data: dict[str, Any], out_dir: Path) -> str:
     lines += section_results(r)
     lines += ["## Plots", ""]
     lines += [f"![{alt}](img/{name})" for name, alt in images]
-    lines += ["", *section_cold(r), *section_profile(out_dir), *section_history(out_dir)]
+    lines += ["", *section_cold(r), *section_profile(r), *section_history(out_dir)]
     parity = data.get("parity", [])
     lines += ["## Parity check", ""]
     ok = all(p["ok"] for p in parity)

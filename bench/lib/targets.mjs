@@ -29,7 +29,7 @@ function jsWorker(name, file, { kvNamespaces, bindings, socket }) {
 }
 
 /** Miniflare options for one target; `socket` ({host, port}) adds a direct socket. */
-export function targetOptions(id, { bindings, socket, name = `bench-${id}` }) {
+export function targetOptions(id, { bindings, socket, name = `bench-${id}`, srcDir }) {
   const config = readWranglerConfig();
   const kvNamespaces = config.kvNamespaces;
   const extra = socket ? { unsafeDirectSockets: [socket] } : {};
@@ -40,7 +40,7 @@ export function targetOptions(id, { bindings, socket, name = `bench-${id}` }) {
       });
     case "edgeshelf":
       return pythonWorkerOptions({
-        name, srcDir: path.join(ROOT, "src"), runtime: "offline",
+        name, srcDir: srcDir ?? path.join(ROOT, "src"), runtime: "offline",
         compatibilityFlags: config.compatibilityFlags, kvNamespaces, bindings, extra,
       });
     case "js-floor":
@@ -48,20 +48,22 @@ export function targetOptions(id, { bindings, socket, name = `bench-${id}` }) {
     case "js-peer":
       return jsWorker(name, "jspeer.mjs", { kvNamespaces, bindings, socket });
     case "py-import":
-      return importProbeOptions({ name, bindings, socket });
+      return probeOptions("pyimport", { name, bindings, socket });
+    case "py-profile":
+      return probeOptions("pyprofile", { name, bindings, socket });
     default:
       throw new Error(`unknown target ${id}`);
   }
 }
 
 /**
- * The import probe: a Python Worker whose entry imports nothing of ours at start-up and, on
- * `/import/<module>`, imports that module (the `workers` SDK or edgeshelf's package, both shipped
- * as modules of this Worker) so the cost of the import can be measured on its own.
+ * A probe Worker from bench/workers/<dir> with edgeshelf's package shipped beside it: the import
+ * probe (its entry imports nothing of ours at start-up and, on `/import/<module>`, imports the
+ * `workers` SDK or edgeshelf's handler so each import is measured on its own) and the FFI probe.
  */
-function importProbeOptions({ name, bindings, socket }) {
+function probeOptions(dir, { name, bindings, socket }) {
   const opts = pythonWorkerOptions({
-    name, srcDir: path.join(WORKERS, "pyimport"), runtime: "offline", bindings,
+    name, srcDir: path.join(WORKERS, dir), runtime: "offline", bindings,
     extra: socket ? { unsafeDirectSockets: [socket] } : {},
   });
   const pkg = path.join(ROOT, "src", "edgeshelf");
