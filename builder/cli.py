@@ -209,6 +209,13 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help="Pretend this is the time (epoch seconds); for reproducible runs.",
         ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(1, 10_000),
+            default=10_000,
+            show_default=True,
+            help="Pairs per bulk request.",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
     ]
     for option in reversed(options):
@@ -223,7 +230,7 @@ def _settings(kw: dict[str, Any], publish: PublishOptions | None = None) -> jobs
         state=kw["state"],
         schema=kw["schema"],
         ranking=RankingOptions(min_segment_size=kw["min_segment_size"], top_n=kw["top_n"]),
-        publish=publish or PublishOptions(),
+        publish=publish or PublishOptions(max_pairs=kw["batch_size"]),
         rate_limit=kw.get("rate_limit", DEFAULT_LIMIT),
         now=kw["now"],
     )
@@ -316,7 +323,9 @@ def run(ctx: click.Context, /, **kw: Any) -> None:
 
     def body() -> None:
         target, kv, http = _target(ctx, kw["wrangler"])
-        publish = PublishOptions(concurrency=kw["concurrency"], attempts=kw["attempts"])
+        publish = PublishOptions(
+            concurrency=kw["concurrency"], attempts=kw["attempts"], max_pairs=kw["batch_size"]
+        )
         with http, _reporter(kw["as_json"]) as reporter:
             result = jobs.run(
                 _settings(kw, publish), kv, identity=target.identity, reporter=reporter

@@ -1,0 +1,215 @@
+"""The builder against the local stack: sample -> run -> pages show the segments; reruns write
+nothing; a run killed mid-way and rerun leaves KV equal to the plan; API faults are survived.
+
+These run the real CLI (``uv run edgeshelf-builder``) in a subprocess against the local v4 API
+and the Worker in workerd. They use a stack of their own (started like the session ``stack``)
+because they compare the *whole* namespace with the plan and rewrite ``seg:global:v3``, which
+other runtime tests share.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from builder.cloudflare import KVClient
+from builder.jobs import RunSettings, Silent, load_build, remote_diff
+from builder.plan import computed_items
+from builder.ranking import RankingOptions
+from builder.sample import SampleFiles, write_sample
+from builder.state import State
+from edgeshelf.schema import segment_chain
+from tests.conftest import start_stack
+from tests.support.pages import shelf_from_html
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from localstack import LocalStack
+
+pytestmark = pytest.mark.runtime
+
+NOW = 1_748_736_000 + 3_600
+K = 10
+
+
+@pytest.fixture(scope="module")
+def bstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """A local stack for the builder's tests alone (wrangler.toml's config, schema v3)."""
+    stack = start_stack(tmp_path_factory, "builder-stack")
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def kv(bstack: LocalStack) -> Iterator[KVClient]:
+    """A KV client on the stack's namespace, emptied first so each test owns the namespace."""
+    bstack.reset_faults()
+    with httpx.Client(base_url=bstack.api + "/", headers=bstack.auth, timeout=30) as http:
+        client = KVClient(http, account_id=bstack.account_id, namespace_id=bstack.kv_namespace_id)
+        for prefix in ("u:", "seg:"):
+            names = [k.name for k in client.list_keys(prefix)]
+            for start in range(0, len(names), 10_000):
+                client.bulk_delete(names[start : start + 10_000])
+        yield client
+    bstack.reset_faults()
+
+
+def cli(stack: LocalStack, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **stack.builder_env()}
+    return subprocess.run(
+        ["uv", "run", "edgeshelf-builder", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_args(files: SampleFiles, state: Path, *extra: str) -> list[str]:
+    return [
+        "run", "--events", str(files.events), "--catalog", str(files.catalog),
+        "--state", str(state), "--min-segment-size", str(K), "--now", str(NOW), "--json", *extra,
+    ]  # fmt: skip
+
+
+def expected(files: SampleFiles) -> tuple[dict[str, str], Any]:
+    """The plan's full output computed in-process: key -> value, and the build."""
+    settings = RunSettings(
+        events=files.events, catalog=files.catalog, ranking=RankingOptions(min_segment_size=K)
+    )
+    build, _ = load_build(settings, NOW, Silent())
+    items = {i.key: i.value for i in computed_items(build, "v3")}
+    return items, build
+
+
+def assert_kv_equals_plan(kv: KVClient, files: SampleFiles) -> None:
+    settings = RunSettings(
+        events=files.events, catalog=files.catalog, ranking=RankingOptions(min_segment_size=K)
+    )
+    build, _ = load_build(settings, NOW, Silent())
+    diff = remote_diff(kv, computed_items(build, "v3"), schema="v3", extra_prefixes=("u:", "seg:"))
+    build.con.close()
+    assert diff.checked > 0
+    assert diff.equal, (diff.missing[:5], diff.different[:5], diff.extra[:5])
+
+
+def summary(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    value: dict[str, Any] = json.loads(proc.stdout)
+    return value
+
+
+def test_sample_run_shows_each_users_segment_in_the_shelf(
+    bstack: LocalStack, kv: KVClient, tmp_path: Path
+) -> None:
+    """After ``sample`` and ``run``, a visitor's page carries the shelf of their segment."""
+    files = write_sample(tmp_path / "data", users=600, videos=250, events=12_000, seed=11)
+    first = cli(bstack, *run_args(files, tmp_path / "state.sqlite"))
+    result = summary(first)
+    assert result["complete"] is True
+    assert bstack.token not in first.stdout + first.stderr
+    items, build = expected(files)
+    segments = {k.split(":")[1]: json.loads(v)["ids"] for k, v in items.items() if k[:4] == "seg:"}
+    seen_levels: set[int] = set()
+    for uid, country, lang, bucket, _recent, _last in build.profiles():
+        chain = segment_chain(country, lang, bucket)
+        want = next(seg for seg in chain if seg in segments)
+        level = chain.index(want) if want != "global" else 2
+        if level in seen_levels:
+            continue
+        response = httpx.get(bstack.worker + "/", headers={"cookie": f"es_uid={uid}"}, timeout=30)
+        shelf = shelf_from_html(response.text)
+        assert shelf is not None, response.text[:300]
+        assert (shelf["segment"], shelf["ids"]) == (want, segments[want])
+        assert shelf["fallback"] == level
+        seen_levels.add(level)
+        if len(seen_levels) == 3:
+            break
+    build.con.close()
+    assert {0, 1} <= seen_levels
+
+    writes_before = bstack.api_stats()["writes"]
+    again = summary(cli(bstack, *run_args(files, tmp_path / "state.sqlite")))
+    assert again["plan"]["write"]["total"] == 0
+    assert again["publish"]["requests"] == 0
+    assert bstack.api_stats()["writes"] == writes_before
+
+
+def _wait_for_writes(stack: LocalStack, proc: subprocess.Popen[bytes], n: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if stack.api_stats()["writes"] >= n:
+            return
+        assert proc.poll() is None, "the run finished before it could be killed"
+        time.sleep(0.05)
+    pytest.fail("the run never reached the point where it should be killed")
+
+
+@pytest.mark.parametrize("writes_before_kill", [2, 5])
+def test_killed_run_then_rerun_leaves_kv_equal_to_the_plan(
+    bstack: LocalStack, kv: KVClient, tmp_path: Path, writes_before_kill: int
+) -> None:
+    """SIGKILL mid-publish (requests in flight), rerun with new input: KV equals the new plan."""
+    old = write_sample(tmp_path / "old", users=3_000, videos=300, events=30_000, seed=21)
+    new = write_sample(tmp_path / "new", users=3_000, videos=300, events=30_000, seed=22)
+    state = tmp_path / "state.sqlite"
+    bstack.faults(delay_ms=150, delay_rate=1.0)
+    stats0 = bstack.api_stats()["writes"]
+    env = {**os.environ, **bstack.builder_env()}
+    args = run_args(old, state, "--batch-size", "250", "--concurrency", "3")
+    proc = subprocess.Popen(
+        ["uv", "run", "edgeshelf-builder", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_writes(bstack, proc, stats0 + writes_before_kill)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    with State(state) as st:
+        at_kill = st.counts()
+    # Killed with batches in flight: their keys are recorded as sent but unconfirmed.
+    assert at_kill.get("unconfirmed", 0) > 0, at_kill
+    bstack.reset_faults()
+    rerun = summary(cli(bstack, *run_args(new, state, "--batch-size", "2000")))
+    assert rerun["complete"] is True
+    assert rerun["publish"]["deleted"] >= at_kill["u"]  # the old run's users, confirmed or not
+    assert_kv_equals_plan(kv, new)
+    settled = summary(cli(bstack, *run_args(new, state)))
+    assert (settled["plan"]["write"]["total"], settled["plan"]["delete"]) == (0, 0)
+
+
+def test_run_survives_api_faults_and_converges(
+    bstack: LocalStack, kv: KVClient, tmp_path: Path
+) -> None:
+    """429s with retry-after, 5xx, dropped connections and partial bulk success are retried."""
+    files = write_sample(tmp_path / "data", users=2_000, videos=200, events=20_000, seed=31)
+    state = tmp_path / "state.sqlite"
+    bstack.faults(
+        rate429=0.15, retry_after=1, rate5xx=0.15, drop_rate=0.1, partial_rate=0.3, seed=7
+    )
+    proc = cli(bstack, *run_args(files, state, "--batch-size", "300"))
+    result = summary(proc)
+    assert bstack.token not in proc.stdout + proc.stderr
+    faults = bstack.api_stats()["faults"]
+    bstack.reset_faults()
+    assert result["complete"] is True
+    assert result["publish"]["retries"] > 0
+    assert faults["rate429"] + faults["rate5xx"] + faults["drop"] + faults["partial"] > 0
+    assert_kv_equals_plan(kv, files)
+    again = summary(cli(bstack, *run_args(files, state)))
+    assert again["plan"]["write"]["total"] == 0
