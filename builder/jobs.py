@@ -189,12 +189,15 @@ def run(
         state.bind(identity)
         build, stats, counts, the_plan = _plan(settings, state, now, reporter)
         build.con.close()
+        wall = time.time()
         publisher = Publisher(
             kv,
             state,
             limiter=SlidingWindowLimiter(settings.rate_limit),
             options=settings.publish,
             progress=reporter,
+            # Expiry is recorded on the same clock the plan compares it with (--now included).
+            clock=lambda: now + (time.time() - wall),
         )
         report = PublishReport()
         try:

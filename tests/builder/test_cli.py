@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from typing import TYPE_CHECKING
 
 import pytest
@@ -275,3 +276,24 @@ def test_sample_command_writes_files(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert (tmp_path / "events.csv").exists()
     assert (tmp_path / "catalog.csv").exists()
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_unchanged_keys_are_refreshed_on_the_runs_clock(
+    fake: FakeKV, small_sample: SampleFiles, state_path: Path
+) -> None:
+    """With --now, expiry is recorded on that clock: segments refresh after 3 h, profiles 15 d."""
+    assert invoke(fake, "run", *run_args(small_sample, state_path)).exit_code == 0
+
+    def plan_at(now: int) -> dict[str, Any]:
+        args = run_args(small_sample, state_path)
+        args[args.index("--now") + 1] = str(now)
+        write: dict[str, Any] = json.loads(invoke(None, "plan", *args, "--json").stdout)["plan"][
+            "write"
+        ]
+        return write
+
+    assert plan_at(NOW + 3_600)["total"] == 0
+    assert plan_at(NOW + 3 * 3_600 + 60)["refresh"]["profiles"] == 0
+    assert plan_at(NOW + 3 * 3_600 + 60)["refresh"]["segments"] > 0
+    assert plan_at(NOW + 16 * 86_400)["refresh"]["profiles"] == 600
