@@ -54,7 +54,18 @@ class LocalStack:
 
     # --- lifecycle ------------------------------------------------------------------------
     @classmethod
-    def start(
+    def start(cls, log_path: Path, **kwargs: Any) -> LocalStack:
+        """Start a stack; when a picked port was taken meanwhile (a race), retry on new ones."""
+        for attempt in range(3):
+            try:
+                return cls._start_once(log_path, **kwargs)
+            except StackError as exc:
+                if "Address already in use" not in str(exc) or kwargs.get("ports") or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _start_once(
         cls,
         log_path: Path,
         *,

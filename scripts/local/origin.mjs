@@ -27,7 +27,15 @@ export async function startOrigin({ host = "127.0.0.1", port = 8789 } = {}) {
   const state = { mode: "ok", delay_ms: 0, pad_bytes: 0, requests: 0, shell_requests: 0 };
 
   const server = http.createServer((req, res) => {
-    const url = new URL(req.url, `http://${req.headers.host || host}`);
+    // Prefixing (rather than resolving against a base) keeps odd targets like "//" a path.
+    let url;
+    try {
+      url = new URL(`http://origin.invalid${req.url.startsWith("/") ? "" : "/"}${req.url}`);
+    } catch {
+      res.writeHead(400, { "content-type": "text/plain" });
+      res.end("bad request target\n");
+      return;
+    }
     if (url.pathname === "/__origin/config" && req.method === "POST") {
       let body = "";
       req.on("data", (c) => (body += c));
