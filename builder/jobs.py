@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import duckdb
@@ -35,7 +36,6 @@ from edgeshelf.schema import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
-    from pathlib import Path
 
 __all__ = [
     "GcResult",
@@ -168,7 +168,9 @@ def plan(settings: RunSettings, reporter: Reporter | None = None) -> RunResult:
     reporter = reporter or Silent()
     started = time.monotonic()
     now = settings.now if settings.now is not None else int(time.time())
-    with State(settings.state) as state:
+    # A dry run must not create a state file: with none yet, diff against an empty one.
+    path = settings.state if settings.state.exists() else Path(":memory:")
+    with State(path) as state:
         build, stats, counts, _ = _plan(settings, state, now, reporter)
         build.con.close()
     return RunResult(stats, counts, None, time.monotonic() - started, settings.schema, build.as_of)

@@ -75,6 +75,7 @@ def test_plan_needs_no_credentials(small_sample: SampleFiles, state_path: Path) 
     assert plan["write"]["new"]["profiles"] == plan["computed"]["profiles"] > 0
     assert plan["requests"]["total"] == 2
     assert json.loads(result.stdout)["publish"] is None
+    assert not state_path.exists()  # a dry run leaves no state file behind
 
 
 @pytest.mark.parametrize(

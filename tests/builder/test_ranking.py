@@ -171,3 +171,15 @@ def test_sample_build_has_exact_and_default_segments(small_sample: SampleFiles) 
     groups = {r[0:2] for r in ((p[1], p[2]) for p in build.profiles())}
     assert {f"{c}-{lang}-default" for c, lang in groups} <= set(build.segments)
     assert all(build.segment_sizes[s] >= 10 for s in exact)
+
+
+def test_no_events_still_produces_a_global_shelf(tmp_path: Path) -> None:
+    """With an empty events file, only ``global`` is produced, from the newest videos."""
+    ev = write_csv(tmp_path / "events.csv", EVENT_HEADER, [])
+    cat = write_csv(tmp_path / "catalog.csv", CATALOG_HEADER, CATALOG)
+    con = duckdb.connect()
+    stats = load_inputs(con, events=ev, catalog=cat, now=AS_OF)
+    assert stats.max_ts is None
+    build = compute(con, as_of=AS_OF, options=RankingOptions(top_n=3))
+    assert build.segments == {GLOBAL_SEGMENT: ["m1", "m2", "g1"]}
+    assert build.users == 0
