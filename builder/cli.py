@@ -216,6 +216,13 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Pairs per bulk request.",
         ),
+        click.option(
+            "--max-delete",
+            type=click.FloatRange(0, 1),
+            default=0.25,
+            show_default=True,
+            help="Refuse to delete a larger share of the published keys (over 1,000 keys).",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
     ]
     for option in reversed(options):
@@ -233,6 +240,7 @@ def _settings(kw: dict[str, Any], publish: PublishOptions | None = None) -> jobs
         publish=publish or PublishOptions(max_pairs=kw["batch_size"]),
         rate_limit=kw.get("rate_limit", DEFAULT_LIMIT),
         now=kw["now"],
+        max_delete_fraction=kw["max_delete"],
     )
 
 

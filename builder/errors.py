@@ -7,6 +7,7 @@ Callers (the CLI, cron wrappers, tests) catch :class:`BuilderError` and read its
     ├── StateError                exit 2  state file unreadable or bound to another namespace
     ├── InputError                exit 3  input refused before anything is written (file/row/column)
     ├── PayloadError              exit 3  a computed value breaks a KV or Worker size limit
+    ├── MassDeleteError           exit 3  the plan would delete too much of what is published
     ├── LockedError               exit 4  another run holds the lock
     ├── APIError                  exit 5  Cloudflare refused a request (auth, bad request, ...)
     │   └── RetryableAPIError             429, 5xx, timeouts, dropped connections
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigError",
     "InputError",
     "LockedError",
+    "MassDeleteError",
     "PartialWriteError",
     "PayloadError",
     "PublishIncompleteError",
@@ -79,6 +81,12 @@ class InputError(BuilderError):
 
 class PayloadError(BuilderError):
     """A computed key or value is larger than Workers KV or the Worker accept."""
+
+    exit_code = 3
+
+
+class MassDeleteError(BuilderError):
+    """The plan deletes a large share of the published keys: usually a truncated input."""
 
     exit_code = 3
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import duckdb
 
 from builder.cloudflare import MAX_BULK_GET, MAX_BULK_PAIRS, BulkPair, KVClient
-from builder.errors import APIError, ConfigError, PayloadError
+from builder.errors import APIError, ConfigError, MassDeleteError, PayloadError
 from builder.limiter import DEFAULT_LIMIT, SlidingWindowLimiter
 from builder.plan import Item, Plan, PlanCounts, build_plan, check_payload, computed_items
 from builder.publish import Publisher, PublishOptions, PublishReport, Retrier
@@ -54,6 +54,10 @@ __all__ = [
 ]
 
 DUCKDB_MEMORY_LIMIT: Final = "4GB"
+# A run refuses to delete more than this share of the published keys (when that is over
+# MASS_DELETE_FLOOR keys): an export that came out empty or truncated must not wipe KV.
+MAX_DELETE_FRACTION: Final = 0.25
+MASS_DELETE_FLOOR: Final = 1000
 
 
 class Reporter(Protocol):
@@ -97,6 +101,7 @@ class RunSettings:
     rate_limit: int = DEFAULT_LIMIT
     now: int | None = None
     memory_limit: str = DUCKDB_MEMORY_LIMIT
+    max_delete_fraction: float = MAX_DELETE_FRACTION
 
     def __post_init__(self) -> None:
         if not valid_schema(self.schema):
@@ -160,6 +165,16 @@ def _plan(
         progress=lambda n: reporter.advance("planning", n),
         max_pairs=settings.publish.max_pairs,
     )
+    published = state.count_scope(settings.schema)
+    limit = max(MASS_DELETE_FLOOR, settings.max_delete_fraction * published)
+    if the_plan.counts.deleted > limit:
+        message = (
+            f"the plan deletes {the_plan.counts.deleted} of {published} published keys "
+            f"({the_plan.counts.deleted / max(published, 1):.0%}); is the input complete? "
+            f"If it is intended, rerun with --max-delete {the_plan.counts.deleted / published:.2f}"
+        )
+        reporter.warn(message)
+        the_plan.counts.mass_delete = message
     return build, stats, the_plan.counts, the_plan
 
 
@@ -191,6 +206,8 @@ def run(
         state.bind(identity)
         build, stats, counts, the_plan = _plan(settings, state, now, reporter)
         build.con.close()
+        if counts.mass_delete:
+            raise MassDeleteError(counts.mass_delete)
         wall = time.time()
         publisher = Publisher(
             kv,

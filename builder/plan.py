@@ -49,6 +49,7 @@ __all__ = [
     "build_plan",
     "check_payload",
     "computed_items",
+    "scope",
     "value_hash",
 ]
 
@@ -161,6 +162,7 @@ class PlanCounts:
     write_bytes: int = 0
     write_requests: int = 0
     delete_requests: int = 0
+    mass_delete: str | None = None
 
     @property
     def writes(self) -> int:
@@ -197,6 +199,7 @@ class PlanCounts:
                 "delete": self.delete_requests,
                 "total": self.requests,
             },
+            "mass_delete": self.mass_delete,
         }
 
 
@@ -241,7 +244,7 @@ class Plan:
 _LIMITS: Final = {"segments": MAX_SEGMENT_BYTES, "profiles": MAX_PROFILE_BYTES}
 
 
-def _scope(schema: str) -> list[str]:
+def scope(schema: str) -> list[str]:
     return [USER_PREFIX + "*", f"{SEGMENT_PREFIX}*:{schema}"]
 
 
@@ -323,7 +326,7 @@ def build_plan(
     n = 0
     db.execute("BEGIN")
     try:
-        published = state.scan(_scope(schema))
+        published = state.scan(scope(schema))
         current = next(published, None)
         for item in items:
             if item.key <= previous:

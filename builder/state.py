@@ -147,6 +147,14 @@ class State:
         while rows := cur.fetchmany(10_000):
             yield from rows
 
+    def count_scope(self, schema: str) -> int:
+        """Published profile keys plus segment keys of ``schema`` (what a run may delete)."""
+        row = self.db.execute(
+            "SELECT count(*) FROM published WHERE key GLOB 'u:*' OR key GLOB ?",
+            (f"seg:*:{schema}",),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
     def keys(self, glob: str) -> list[str]:
         return [
             r[0] for r in self.db.execute("SELECT key FROM published WHERE key GLOB ?", (glob,))

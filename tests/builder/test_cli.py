@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from builder.cli import main
+from builder.sample import write_sample
 from builder.state import RunLock, State
 from edgeshelf.schema import decode_shell_pointer
 from tests.builder.conftest import NOW, SMALL_K
@@ -297,3 +298,22 @@ def test_unchanged_keys_are_refreshed_on_the_runs_clock(
     assert plan_at(NOW + 3 * 3_600 + 60)["refresh"]["profiles"] == 0
     assert plan_at(NOW + 3 * 3_600 + 60)["refresh"]["segments"] > 0
     assert plan_at(NOW + 16 * 86_400)["refresh"]["profiles"] == 600
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_truncated_input_cannot_wipe_kv(fake: FakeKV, tmp_path: Path) -> None:
+    """A run that would delete most published keys is refused (exit 3) unless allowed."""
+    files = write_sample(tmp_path / "full", users=1_500, videos=100, events=15_000, seed=4)
+    state = tmp_path / "state.sqlite"
+    assert invoke(fake, "run", *run_args(files, state)).exit_code == 0
+    before = dict(fake.store)
+    truncated = write_sample(tmp_path / "cut", users=1_500, videos=100, events=40, seed=4)
+    cut = [a if a != str(files.events) else str(truncated.events) for a in run_args(files, state)]
+    refused = invoke(fake, "run", *cut)
+    assert refused.exit_code == 3
+    assert "is the input complete?" in refused.stderr
+    assert fake.store == before
+    assert "mass_delete" in invoke(None, "plan", *cut, "--json").stdout
+    allowed = invoke(fake, "run", *cut, "--max-delete", "1")
+    assert allowed.exit_code == 0
+    assert len(fake.store) < 100
