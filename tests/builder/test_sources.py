@@ -212,3 +212,18 @@ def test_uid_pattern_agrees_with_schema(text: str) -> None:
 def test_video_id_pattern_agrees_with_schema(text: str) -> None:
     """The SQL pattern for video IDs accepts exactly what schema.valid_video_id accepts."""
     assert (re.fullmatch(VIDEO_ID_PATTERN, text) is not None) == valid_video_id(text)
+
+
+def test_parquet_column_of_the_wrong_type_is_named(tmp_path: Path) -> None:
+    """A Parquet ``watch_seconds`` stored as booleans is refused naming the column and type."""
+    path = tmp_path / "events.parquet"
+    con = duckdb.connect()
+    con.execute(
+        f"COPY (SELECT '{UID}' AS user_id, 'v1' AS video_id, {T0} AS ts, 'us' AS country, "
+        f"'en' AS lang, true AS watch_seconds) TO '{path}' (FORMAT parquet)"
+    )
+    cat = write_csv(tmp_path / "c.csv", CATALOG_HEADER, catalog_rows())
+    with pytest.raises(InputError) as info:
+        _load(path, cat)
+    assert info.value.column == "watch_seconds"
+    assert "has type BOOLEAN; expected a number" in str(info.value)
