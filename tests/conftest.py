@@ -26,7 +26,7 @@ def start_stack(tmp_path_factory: pytest.TempPathFactory, name: str, **kw: objec
     log_path = tmp_path_factory.mktemp(name) / "stack.log"
     kw.setdefault("api_defaults", TEST_API_DEFAULTS)
     try:
-        return LocalStack.start(log_path, **kw)  # type: ignore[arg-type]
+        return LocalStack.start(log_path, **kw)
     except StackError as exc:
         # Never a skip: a runtime test that cannot reach workerd is a failure (see .ci/run).
         pytest.fail(f"could not start the local stack: {exc}", pytrace=False)
