@@ -169,10 +169,17 @@ export async function startBench(targets, { log }) {
   });
   const stdio = makeStdio();
   log("starting one Miniflare with", targets.map((t) => t.key).join(", "));
-  const stack = await startStack({
-    port, apiPort, originPort, host: HOST, vars, extraWorkers, logLevel: "quiet",
-    handleRuntimeStdio: stdio.handle,
-  });
+  let stack;
+  try {
+    stack = await startStack({
+      port, apiPort, originPort, host: HOST, vars, extraWorkers, logLevel: "quiet",
+      handleRuntimeStdio: stdio.handle,
+    });
+  } catch (err) {
+    // Let workerd's own words explain a failed start (the drain swallowed them).
+    await new Promise((done) => setTimeout(done, 100));
+    throw new Error(`${err.message}\nworkerd stderr:\n${stdio.state.stderrTail}`);
+  }
   try {
     const pids = workerdPids();
     if (pids.length !== 1) throw new Error(`expected one workerd process, found ${pids}`);

@@ -20,7 +20,7 @@ function jsWorker(name, file, { kvNamespaces, bindings, socket }) {
   return {
     name,
     modules: true,
-    scriptPath: path.join(WORKERS, file),
+    scriptPath: path.isAbsolute(file) ? file : path.join(WORKERS, file),
     compatibilityDate: JS_COMPAT_DATE,
     kvNamespaces,
     bindings,
@@ -28,7 +28,10 @@ function jsWorker(name, file, { kvNamespaces, bindings, socket }) {
   };
 }
 
-/** Miniflare options for one target; `socket` ({host, port}) adds a direct socket. */
+/**
+ * Miniflare options for one target; `socket` ({host, port}) adds a direct socket. `srcDir`
+ * replaces edgeshelf's source tree (or, for the JS peer, its script) for A/B comparisons.
+ */
 export function targetOptions(id, { bindings, socket, name = `bench-${id}`, srcDir }) {
   const config = readWranglerConfig();
   const kvNamespaces = config.kvNamespaces;
@@ -46,7 +49,7 @@ export function targetOptions(id, { bindings, socket, name = `bench-${id}`, srcD
     case "js-floor":
       return jsWorker(name, "jsfloor.mjs", { kvNamespaces, bindings, socket });
     case "js-peer":
-      return jsWorker(name, "jspeer.mjs", { kvNamespaces, bindings, socket });
+      return jsWorker(name, srcDir ?? "jspeer.mjs", { kvNamespaces, bindings, socket });
     case "py-import":
       return probeOptions("pyimport", { name, bindings, socket });
     case "py-profile":

@@ -1,9 +1,11 @@
 """The read path: request -> identity -> profile -> segment -> shell -> injected page.
 
 FFI module (runs only in workerd); every decision it makes is delegated to a pure module.
-Per-request FFI work is kept small: option objects are built once per isolate, independent
-reads are started together (JS promises run as soon as they are created), and HTMLRewriter gets
-one handler proxy per request, released when the document ends.
+Per-request FFI work is kept small (docs/benchmarks.md measures each crossing): option objects
+and response headers are built once per isolate, independent reads are started together (JS
+promises run as soon as they are created), a segment's shelf HTML is built and converted to JS
+once per segment value, and HTMLRewriter calls one isolate-wide proxy through a plain JS handler
+object, so a request creates no proxy that would need releasing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from js import Headers, HTMLRewriter, Object, Request, Response, fetch, queueMicrotask
+from js import Headers, HTMLRewriter, Object, Request, Response, fetch
 from pyodide.ffi import JsException, create_proxy, to_js
 
 from . import identity, inject, schema
@@ -33,12 +35,63 @@ _UNAVAILABLE_PAGE = (
 )
 
 
+# Shelves prepared for injection, per segment value; a few hundred segments per isolate at most.
+_SHELF_MEMO_SIZE = 512
+
+
 def _js_object(pairs: list[tuple[str, Any]]) -> Any:
     return Object.fromEntries(to_js(pairs))
 
 
+class _Prepared:
+    """A shelf and its HTMLRewriter handler prototype, built once per segment value.
+
+    The prototype is a plain JS object holding the isolate's element function and the shelf's
+    HTML as JS ``[html, {html: true}]`` argument arrays; each request's handler is
+    ``Object.create(proto)``: one FFI call, no proxy, and no string crossing the FFI.
+    """
+
+    __slots__ = ("proto", "shelf")
+
+    def __init__(self, shelf: inject.Shelf, iso: _Isolate) -> None:
+        self.shelf = shelf
+        script = inject.script_html(shelf)
+        cards = to_js([inject.cards_html(shelf.ids) + script, iso.html_opts]) if shelf.ids else None
+        self.proto = _js_object(
+            [
+                ("element", iso.element_fn),
+                ("done", False),
+                ("cards", cards),
+                ("script", to_js([script, iso.html_opts])),
+            ]
+        )
+
+
 class _Isolate:
     """Everything built once per isolate: configuration and prebuilt JS option objects."""
+
+    def prepare(self, memo_key: tuple[int, str, str], shelf: inject.Shelf) -> _Prepared:
+        """The injection for a segment value, built once and kept in isolate memory."""
+        if len(self.shelves) >= _SHELF_MEMO_SIZE:
+            del self.shelves[next(iter(self.shelves))]
+        prepared = self.shelves[memo_key] = _Prepared(shelf, self)
+        return prepared
+
+    def response_init(self, content_type: str) -> Any:
+        """``{headers}`` with the personalized page's fixed headers; the Response copies them."""
+        init = self.response_inits.get(content_type)
+        if init is None:
+            headers = Headers.new(
+                to_js(
+                    [
+                        ["content-type", content_type],
+                        ["cache-control", "private, no-store"],
+                        ["vary", "Cookie"],
+                    ]
+                )
+            )
+            init = self.response_inits[content_type] = _js_object([("headers", headers)])
+        return init
 
     def __init__(self, env: Any) -> None:
         self.config: Config = load_config(lambda name: getattr(env, name, None))
@@ -46,6 +99,11 @@ class _Isolate:
         self.metrics = getattr(env, "EDGESHELF_METRICS", None)
         self.text_opts = _js_object([("type", "text"), ("cacheTtl", self.config.kv_cache_ttl)])
         self.html_opts = _js_object([("html", True)])
+        # Every request's HTMLRewriter handler calls it; it lives as long as the isolate.
+        self.element_fn = create_proxy(_inject_into_slot, capture_this=True)
+        self.shelves: dict[tuple[int, str, str], _Prepared] = {}
+        self.response_inits: dict[str, Any] = {}
+        self.no_shelf = _Prepared(inject.Shelf([], "", EMPTY_LEVEL, self.config.schema), self)
         self.shells = ShellStore(
             self.kv,
             self.config.origin_url,
@@ -73,42 +131,21 @@ def _isolate(env: Any) -> _Isolate:
 
 # --- HTMLRewriter handler --------------------------------------------------------------------
 
-_RELEASE_QUEUE: list[Any] = []
 
+def _inject_into_slot(handler: Any, el: Any) -> None:
+    """Element handler: the first slot gets the shelf (cards too when it asks for them).
 
-def _release_pending() -> None:
-    while _RELEASE_QUEUE:
-        _RELEASE_QUEUE.pop().destroy()
-
-
-_RELEASE = create_proxy(_release_pending)
-
-
-class _SlotWriter:
-    """Element handler for the slot and document handler for the end of the stream."""
-
-    def __init__(self, script: str, cards: str | None, html_opts: Any) -> None:
-        self.script = script
-        self.cards = cards
-        self.html_opts = html_opts
-        self.done = False
-        self.proxy: Any = None
-
-    def element(self, el: Any) -> None:
-        if self.done:  # only the first slot gets the shelf
-            return
-        self.done = True
-        if self.cards is not None and el.getAttribute(inject.RENDER_ATTR) == "cards":
-            el.setInnerContent(self.cards + self.script, self.html_opts)
-        else:
-            el.append(self.script, self.html_opts)
-
-    def end(self, _end: Any) -> None:
-        # Destroying a proxy from inside its own call is unsafe; queue it for a microtask.
-        if self.proxy is not None:
-            _RELEASE_QUEUE.append(self.proxy)
-            self.proxy = None
-            queueMicrotask(_RELEASE)
+    Called with ``this`` (``handler``) set to the request's own handler object, which records
+    that the shelf went in; the HTML is passed on as prebuilt JS arrays, never as Python text.
+    """
+    if handler.done:  # only the first slot gets the shelf
+        return
+    handler.done = True
+    cards = handler.cards
+    if cards is not None and el.getAttribute(inject.RENDER_ATTR) == "cards":
+        el.setInnerContent.apply(el, cards)
+    else:
+        el.append.apply(el, handler.script)
 
 
 # --- the handler -----------------------------------------------------------------------------
@@ -226,11 +263,12 @@ async def _personalize(
         cache_key, cache_promise = iso.shells.cache_lookup(request_origin, shell_name, version)
 
     try:
-        shelf = await _shelf(iso, audience, record)
+        prepared = await _shelf(iso, audience, record)
     except Exception as exc:  # containment: the shell's default content stays
         record.errors.append(f"segment: {type(exc).__name__}")
         record.segment, record.fallback = "", EMPTY_LEVEL
-        shelf = inject.Shelf([], "", EMPTY_LEVEL, cfg.schema)
+        prepared = iso.no_shelf
+    shelf = prepared.shelf
     record.kv_ms = (time.perf_counter() - kv_started) * 1000
 
     # 4. The shell: cache, else origin / KV backup (filled into the cache via waitUntil).
@@ -243,17 +281,13 @@ async def _personalize(
         return _unavailable()
     record.shell, record.shell_version = shell.source, shell.version
 
-    # 5. Inject and answer.
-    out = Headers.new(
-        to_js(
-            [
-                ["content-type", shell.content_type],
-                ["cache-control", "private, no-store"],
-                ["vary", "Cookie"],
-                ["server-timing", _server_timing(record, shell.source)],
-            ]
-        )
+    # 5. Inject and answer. The Response copies the isolate's prebuilt headers.
+    method = record.method
+    base = Response.new(
+        None if method == "HEAD" else shell.body, iso.response_init(shell.content_type)
     )
+    out = base.headers
+    out.set("server-timing", _server_timing(record, shell.source))
     if set_cookie is not None:
         out.append("set-cookie", set_cookie)
     if cfg.debug_headers:
@@ -261,18 +295,10 @@ async def _personalize(
             "x-edgeshelf-debug",
             f"segment={shelf.segment}; fallback={LEVELS[shelf.fallback]}; shell={shell.source}",
         )
-    method = record.method
-    base = Response.new(None if method == "HEAD" else shell.body, _js_object([("headers", out)]))
     if method == "HEAD":
         return base
-    writer = _SlotWriter(
-        inject.script_html(shelf),
-        inject.cards_html(shelf.ids) if shelf.ids else None,
-        iso.html_opts,
-    )
-    proxy = create_proxy(writer)
-    writer.proxy = proxy
-    return HTMLRewriter.new().on(inject.SLOT_SELECTOR, proxy).onDocument(proxy).transform(base)
+    handler = Object.create(prepared.proto)
+    return HTMLRewriter.new().on(inject.SLOT_SELECTOR, handler).transform(base)
 
 
 def _server_timing(record: RequestRecord, source: str) -> str:
@@ -290,18 +316,22 @@ async def _audience(
             record.errors.append(f"kv-profile: {exc.name}")
         record.kv_read("hit" if profile_text is not None else "miss")
         record.profile_read = "miss" if profile_text is None else "hit"
+    if isinstance(profile_text, str):
+        audience = audience_for(profile_text, None, None)
+        if audience.source == "kv":
+            return audience
+    if profile_text is not None:
+        record.profile_read = "invalid"
+    # Only now read the request's signals: a stored profile does not need them.
     cf = js_req.cf
-    audience = audience_for(
-        profile_text if isinstance(profile_text, str) else None,
+    return audience_for(
+        None,
         getattr(cf, "country", None) if cf is not None else None,
         headers.get("accept-language"),
     )
-    if profile_text is not None and audience.source != "kv":
-        record.profile_read = "invalid"
-    return audience
 
 
-async def _shelf(iso: _Isolate, audience: Any, record: RequestRecord) -> inject.Shelf:
+async def _shelf(iso: _Isolate, audience: Any, record: RequestRecord) -> _Prepared:
     seg_schema = iso.config.schema
     for step in chain_for(audience, seg_schema):
         try:
@@ -309,15 +339,22 @@ async def _shelf(iso: _Isolate, audience: Any, record: RequestRecord) -> inject.
         except JsException as exc:
             record.errors.append(f"kv-segment: {exc.name}")
             text = None
-        ids = ids_from(text, seg_schema)
-        outcome = "hit" if ids is not None else ("miss" if text is None else "invalid")
+        # A segment value seen before was valid then and is valid now: same text, same shelf.
+        memo_key = (step.level, step.key, text) if isinstance(text, str) else None
+        prepared = iso.shelves.get(memo_key) if memo_key is not None else None
+        if prepared is None:
+            ids = ids_from(text, seg_schema)
+            if ids is not None and memo_key is not None:
+                shelf = inject.Shelf(ids, step.segment, step.level, seg_schema)
+                prepared = iso.prepare(memo_key, shelf)
+        outcome = "hit" if prepared is not None else ("miss" if text is None else "invalid")
         record.kv_read(outcome)
         record.segment_reads.append(outcome)
-        if ids is not None:
+        if prepared is not None:
             record.segment, record.fallback = step.segment, step.level
-            return inject.Shelf(ids, step.segment, step.level, seg_schema)
+            return prepared
     record.segment, record.fallback = "", EMPTY_LEVEL
-    return inject.Shelf([], "", EMPTY_LEVEL, seg_schema)
+    return iso.no_shelf
 
 
 async def _shell(
