@@ -13,19 +13,24 @@ import json
 import os
 import signal
 import subprocess
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from builder.cloudflare import KVClient
-from builder.jobs import RunSettings, Silent, load_build, remote_diff
-from builder.plan import computed_items
-from builder.ranking import RankingOptions
-from builder.sample import SampleFiles, write_sample
+from builder.sample import write_sample
 from builder.state import State
 from edgeshelf.schema import segment_chain
+from tests.builder.support import (
+    assert_kv_equals_plan,
+    cli,
+    expected,
+    run_args,
+    summary,
+    wait_for_writes,
+    wipe,
+)
 from tests.conftest import start_stack
 from tests.support.pages import shelf_from_html
 
@@ -36,9 +41,6 @@ if TYPE_CHECKING:
     from localstack import LocalStack
 
 pytestmark = pytest.mark.runtime
-
-NOW = 1_748_736_000 + 3_600
-K = 10
 
 
 @pytest.fixture(scope="module")
@@ -55,58 +57,9 @@ def kv(bstack: LocalStack) -> Iterator[KVClient]:
     bstack.reset_faults()
     with httpx.Client(base_url=bstack.api + "/", headers=bstack.auth, timeout=30) as http:
         client = KVClient(http, account_id=bstack.account_id, namespace_id=bstack.kv_namespace_id)
-        for prefix in ("u:", "seg:"):
-            names = [k.name for k in client.list_keys(prefix)]
-            for start in range(0, len(names), 10_000):
-                client.bulk_delete(names[start : start + 10_000])
+        wipe(client)
         yield client
     bstack.reset_faults()
-
-
-def cli(stack: LocalStack, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **stack.builder_env()}
-    return subprocess.run(
-        ["uv", "run", "edgeshelf-builder", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def run_args(files: SampleFiles, state: Path, *extra: str) -> list[str]:
-    return [
-        "run", "--events", str(files.events), "--catalog", str(files.catalog),
-        "--state", str(state), "--min-segment-size", str(K), "--now", str(NOW), "--json", *extra,
-    ]  # fmt: skip
-
-
-def expected(files: SampleFiles) -> tuple[dict[str, str], Any]:
-    """The plan's full output computed in-process: key -> value, and the build."""
-    settings = RunSettings(
-        events=files.events, catalog=files.catalog, ranking=RankingOptions(min_segment_size=K)
-    )
-    build, _ = load_build(settings, NOW, Silent())
-    items = {i.key: i.value for i in computed_items(build, "v3")}
-    return items, build
-
-
-def assert_kv_equals_plan(kv: KVClient, files: SampleFiles) -> None:
-    settings = RunSettings(
-        events=files.events, catalog=files.catalog, ranking=RankingOptions(min_segment_size=K)
-    )
-    build, _ = load_build(settings, NOW, Silent())
-    diff = remote_diff(kv, computed_items(build, "v3"), schema="v3", extra_prefixes=("u:", "seg:"))
-    build.con.close()
-    assert diff.checked > 0
-    assert diff.equal, (diff.missing[:5], diff.different[:5], diff.extra[:5])
-
-
-def summary(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    value: dict[str, Any] = json.loads(proc.stdout)
-    return value
 
 
 def test_sample_run_shows_each_users_segment_in_the_shelf(
@@ -145,16 +98,6 @@ def test_sample_run_shows_each_users_segment_in_the_shelf(
     assert bstack.api_stats()["writes"] == writes_before
 
 
-def _wait_for_writes(stack: LocalStack, proc: subprocess.Popen[bytes], n: int) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if stack.api_stats()["writes"] >= n:
-            return
-        assert proc.poll() is None, "the run finished before it could be killed"
-        time.sleep(0.05)
-    pytest.fail("the run never reached the point where it should be killed")
-
-
 @pytest.mark.parametrize("writes_before_kill", [2, 5])
 def test_killed_run_then_rerun_leaves_kv_equal_to_the_plan(
     bstack: LocalStack, kv: KVClient, tmp_path: Path, writes_before_kill: int
@@ -175,7 +118,7 @@ def test_killed_run_then_rerun_leaves_kv_equal_to_the_plan(
         start_new_session=True,
     )
     try:
-        _wait_for_writes(bstack, proc, stats0 + writes_before_kill)
+        wait_for_writes(bstack, proc, stats0 + writes_before_kill)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
