@@ -82,10 +82,17 @@ def _quote(text: str) -> str:
 def _csv_header(path: Path) -> list[str]:
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
-            return next(csv.reader(fh), [])
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot read the CSV header: {exc}", file=str(path)) from exc
+        # Only the first line, as bytes: decoding a whole text chunk would blame the header for
+        # a bad byte on a later row, which DuckDB then reports with its row number.
+        with opener(path, "rb") as fh:
+            line = fh.readline()
+        text = line.decode("utf-8-sig")
+        header = next(csv.reader([text.rstrip("\r\n")]), [])
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read the CSV header: {exc}", file=str(path), row=0) from exc
+    if not any(h.strip() for h in header):
+        raise InputError("no header line (the file is empty)", file=str(path), row=0)
+    return header
 
 
 def _reader(path: Path, row_alias: str) -> tuple[str, list[str]]:

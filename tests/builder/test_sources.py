@@ -143,6 +143,39 @@ def test_non_utf8_csv_is_refused(tmp_path: Path) -> None:
         _load(path, cat)
 
 
+def test_non_utf8_byte_near_the_top_is_reported_on_its_row(tmp_path: Path) -> None:
+    """A Latin-1 byte on the second data row is blamed on that row, not on the header."""
+    good = f"{UID},v1,{T0},us,en,5\n"
+    text = ",".join(EVENT_HEADER) + "\n" + good + f"{UID2},v2,{T0},fr,fran\xe7ais,5\n" + good
+    path = tmp_path / "events.csv"
+    path.write_bytes(text.encode("latin-1"))
+    cat = write_csv(tmp_path / "c.csv", CATALOG_HEADER, catalog_rows())
+    with pytest.raises(InputError, match="not utf-8") as info:
+        _load(path, cat)
+    assert info.value.row == 2
+
+
+@pytest.mark.parametrize("content", [b"", b"\n", b"\xef\xbb\xbf"])
+def test_empty_csv_is_refused_not_a_crash(tmp_path: Path, content: bytes) -> None:
+    """An empty CSV (a failed export) is an input refusal naming the file, not a traceback."""
+    path = tmp_path / "events.csv"
+    path.write_bytes(content)
+    cat = write_csv(tmp_path / "c.csv", CATALOG_HEADER, catalog_rows())
+    with pytest.raises(InputError, match="no header line") as info:
+        _load(path, cat)
+    assert info.value.file == str(path)
+
+
+def test_utf16_csv_is_refused_at_the_header(tmp_path: Path) -> None:
+    """A UTF-16 export is refused at its header line with the decoding problem."""
+    path = tmp_path / "events.csv"
+    path.write_bytes((",".join(EVENT_HEADER) + f"\n{UID},v1,{T0},us,en,5\n").encode("utf-16"))
+    cat = write_csv(tmp_path / "c.csv", CATALOG_HEADER, catalog_rows())
+    with pytest.raises(InputError, match="utf-8") as info:
+        _load(path, cat)
+    assert info.value.row == 0
+
+
 def test_truncated_parquet_is_refused(tmp_path: Path, small_sample: SampleFiles) -> None:
     """A Parquet file cut short is refused naming the file."""
     cut = tmp_path / "events.parquet"
