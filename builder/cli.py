@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import click
+import httpx
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -41,8 +42,6 @@ from builder.state import DEFAULT_STATE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    import httpx
 
 __all__ = ["main"]
 
@@ -112,10 +111,16 @@ def _run_guarded(fn: Callable[[], None]) -> None:
         _fail(KeyboardInterrupt("interrupted; the state records what was confirmed"), 130)
 
 
-def _target(ctx: click.Context, wrangler: Path) -> tuple[Target, KVClient, httpx.Client]:
+def _target(
+    ctx: click.Context, wrangler: Path, timeout: float | None = None
+) -> tuple[Target, KVClient, httpx.Client]:
     target = load_target(wrangler=wrangler)
     transport = (ctx.obj or {}).get("transport")  # the seam the CLI tests use
-    http = make_http_client(target, transport=transport)
+    if timeout is None:
+        http = make_http_client(target, transport=transport)
+    else:
+        limits = httpx.Timeout(connect=min(10.0, timeout), read=timeout, write=timeout, pool=30.0)
+        http = make_http_client(target, transport=transport, timeout=limits)
     kv = KVClient(http, account_id=target.account_id, namespace_id=target.namespace_id)
     return target, kv, http
 
@@ -325,12 +330,19 @@ def plan(**kw: Any) -> None:
     show_default=True,
     help="Tries per request.",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 600),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for a request to be sent or answered before retrying it.",
+)
 @click.pass_context
 def run(ctx: click.Context, /, **kw: Any) -> None:
     """Compute, diff and publish to Workers KV; exit 1 if any key was not confirmed."""
 
     def body() -> None:
-        target, kv, http = _target(ctx, kw["wrangler"])
+        target, kv, http = _target(ctx, kw["wrangler"], kw["timeout"])
         publish = PublishOptions(
             concurrency=kw["concurrency"], attempts=kw["attempts"], max_pairs=kw["batch_size"]
         )

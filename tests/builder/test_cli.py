@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -317,3 +319,26 @@ def test_truncated_input_cannot_wipe_kv(fake: FakeKV, tmp_path: Path) -> None:
     allowed = invoke(fake, "run", *cut, "--max-delete", "1")
     assert allowed.exit_code == 0
     assert len(fake.store) < 100
+
+
+def test_timeout_option_bounds_the_wait_for_a_silent_api(
+    small_sample: SampleFiles, state_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --timeout 0.3 an API that never answers costs seconds, not minutes: exit 1."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)  # accepts into the backlog, never answers
+        port = server.getsockname()[1]
+        for name, value in {
+            "CLOUDFLARE_API_TOKEN": TOKEN,
+            "CLOUDFLARE_ACCOUNT_ID": "acc0123",
+            "EDGESHELF_KV_NAMESPACE_ID": "ns0123",
+            "CLOUDFLARE_BASE_URL": f"http://127.0.0.1:{port}/client/v4",
+        }.items():
+            monkeypatch.setenv(name, value)
+        started = time.monotonic()
+        result = invoke(None, "run", *run_args(small_sample, state_path), "--timeout", "0.3")
+        elapsed = time.monotonic() - started
+    assert result.exit_code == 1, result.output
+    assert "timed out (ReadTimeout)" in result.stdout
+    assert elapsed < 30
