@@ -111,14 +111,20 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, seconds)
 
 
-def _errors_text(body: object) -> str:
+def _errors_text(body: object, secret: str = "") -> str:
+    """The envelope's errors for a message; ``secret`` is cut out of them before truncating."""
     if isinstance(body, dict):
         errors = body.get("errors")
         if isinstance(errors, list) and errors:
             parts = []
             for err in errors[:3]:
                 if isinstance(err, dict):
-                    parts.append(f"{err.get('code', '?')}: {str(err.get('message', ''))[:200]}")
+                    text = f"{err.get('code', '?')}: {err.get('message', '')}"
+                    if secret:
+                        # A proxy or API that echoes request headers must not carry the token
+                        # into our exceptions, output and state file.
+                        text = text.replace(secret, "[redacted]")
+                    parts.append(text[:210])
             if parts:
                 return "; ".join(parts)
     return "no error details"
@@ -130,6 +136,9 @@ class KVClient:
     def __init__(self, http: httpx.Client, *, account_id: str, namespace_id: str) -> None:
         self._http = http
         self._prefix = f"accounts/{account_id}/storage/kv/namespaces/{namespace_id}"
+        # Only to redact it from server-supplied text; never used to build a message.
+        scheme, _, credential = http.headers.get("authorization", "").partition(" ")
+        self._secret = credential.strip() if scheme.lower() == "bearer" else ""
 
     def _request(
         self,
@@ -183,7 +192,7 @@ class KVClient:
             raise RetryableAPIError(f"{what}: response is not an API envelope")
         if not response.is_success or body.get("success") is not True:
             raise APIError(
-                f"{what}: HTTP {response.status_code}: {_errors_text(body)}",
+                f"{what}: HTTP {response.status_code}: {_errors_text(body, self._secret)}",
                 status=response.status_code,
             )
         info = body.get("result_info")

@@ -124,3 +124,21 @@ def test_wrong_token_is_refused_by_the_fake(fake: FakeKV) -> None:
         with pytest.raises(APIError) as info:
             kv.bulk_put([{"key": "k", "value": "v"}])
     assert info.value.status == 403
+
+
+def test_an_api_echoing_the_token_does_not_put_it_in_the_error() -> None:
+    """An error envelope that quotes the Authorization header is redacted before it is kept."""
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        message = "Invalid request headers: " + request.headers["authorization"] + " x" * 200
+        errors = [{"code": 6003, "message": message}]
+        return httpx.Response(400, json=envelope(None, success=False, errors=errors))
+
+    target = Target(BASE, ACCOUNT, NAMESPACE, TOKEN)
+    with make_http_client(target, transport=httpx.MockTransport(echo)) as http:
+        kv = KVClient(http, account_id=ACCOUNT, namespace_id=NAMESPACE)
+        with pytest.raises(APIError) as info:
+            kv.bulk_put([{"key": "k", "value": "v"}])
+    assert "Bearer [redacted]" in str(info.value)
+    assert TOKEN not in str(info.value)
+    assert TOKEN[:12] not in str(info.value)
