@@ -50,7 +50,13 @@ class LocalStack:
     token: str
     namespaces: dict[str, str]
     runtime: str
-    _client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
+    # No kept-alive connections: workerd may close one after a long answer without saying so,
+    # and the next request on it would fail with a reset that says nothing about the code.
+    _client: httpx.Client = field(
+        default_factory=lambda: httpx.Client(
+            timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
+        )
+    )
 
     # --- lifecycle ------------------------------------------------------------------------
     @classmethod
