@@ -23,6 +23,9 @@ from .shellrules import (
 
 __all__ = ["ShellSource", "ShellStore"]
 
+# Distinct (host, shell, version) triples an isolate sees; a bound against odd Host headers.
+_CACHE_KEY_MEMO_SIZE = 256
+
 
 def _js_object(pairs: list[tuple[str, Any]]) -> Any:
     return Object.fromEntries(to_js(pairs))
@@ -53,6 +56,10 @@ class ShellStore:
         self._origin_headers = _js_object(
             [("accept", "text/html"), ("user-agent", "edgeshelf-worker")]
         )
+        # Per isolate: the Cache object and the cache key of each (origin, shell, version),
+        # so the hot path makes one FFI call for its lookup and validates/quotes nothing.
+        self._cache = caches.default
+        self._cache_keys: dict[tuple[str, str, str], str] = {}
 
     def pointer_promise(self, name: str) -> Any | None:
         """A KV read of the shell pointer, or None while the isolate's copy is fresh."""
@@ -70,8 +77,12 @@ class ShellStore:
         return self._pointers.get(name, route_path)
 
     def cache_lookup(self, origin: str, name: str, version: str) -> tuple[str, Any]:
-        key = cache_key_url(origin, name, version)
-        return key, caches.default.match(key)
+        key = self._cache_keys.get((origin, name, version))
+        if key is None:
+            if len(self._cache_keys) >= _CACHE_KEY_MEMO_SIZE:
+                self._cache_keys.clear()
+            key = self._cache_keys[(origin, name, version)] = cache_key_url(origin, name, version)
+        return key, self._cache.match(key)
 
     async def fill(
         self, ctx: Any, cache_key: str, name: str, version: str, path: str,
@@ -99,7 +110,7 @@ class ShellStore:
                 ("cache-control", CACHE_CONTROL_SHELL),
             ]))]),
         )  # fmt: skip
-        ctx.waitUntil(caches.default.put(cache_key, cached))
+        ctx.waitUntil(self._cache.put(cache_key, cached))
         return ShellSource(text, "text/html; charset=utf-8", source, version)
 
     async def _from_origin(self, path: str, errors: list[str]) -> str | None:
