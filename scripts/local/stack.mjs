@@ -160,7 +160,15 @@ export async function startStack({
   const config = readWranglerConfig();
   const originServer = await startOrigin({ host, port: originPort });
   const origin = `http://${host}:${originServer.port}`;
-  const { Miniflare, Log, LogLevel } = await loadMiniflare(runtime);
+  const mfModule = await loadMiniflare(runtime);
+  const { Miniflare, Log, LogLevel } = mfModule;
+  let compatibilityDate = config.compatibilityDate;
+  const newest = mfModule.supportedCompatibilityDate;
+  if (runtime === "current" && newest && newest < compatibilityDate) {
+    // As `wrangler dev` does: the installed workerd may predate wrangler.toml's date.
+    console.warn(`compatibility date ${compatibilityDate} is newer than this workerd; using ${newest}`);
+    compatibilityDate = newest;
+  }
   const level = { quiet: LogLevel.WARN, info: LogLevel.INFO, debug: LogLevel.DEBUG }[logLevel];
 
   const persistOpts = persist
@@ -206,7 +214,7 @@ export async function startStack({
         name: config.name,
         srcDir,
         runtime,
-        compatibilityDate: config.compatibilityDate,
+        compatibilityDate,
         compatibilityFlags: config.compatibilityFlags,
         kvNamespaces: namespaces,
         bindings: workerVars,
