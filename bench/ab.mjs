@@ -9,7 +9,7 @@
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { ROOT } from "../scripts/local/stack.mjs";
-import { fillCaches, measure, parity, startBench } from "./lib/scenario.mjs";
+import { compareTargets } from "./lib/compare.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -24,11 +24,6 @@ const { values } = parseArgs({
   },
 });
 const log = (...args) => console.error("[ab]", ...args);
-const median = (xs) => {
-  const s = [...xs].sort((x, y) => x - y);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
 const targets = [
   { key: "py-floor", id: "py-floor", kind: "floor" },
@@ -42,32 +37,15 @@ const targets = [
     key: `jsb${i + 1}`, id: "js-peer", kind: "read-path", srcDir: path.resolve(file),
   })),
 ];
-const { stack, urls, workerdPid } = await startBench(targets, { log });
-try {
-  await fillCaches(stack.origin, targets, urls, values.size);
-  for (const key of targets.filter((t) => t.srcDir).map((t) => t.key)) {
-    const bad = (await parity(urls, values.size, key, "js-peer")).filter((p) => !p.ok);
-    if (bad.length) log(`${key} differs from the JS peer:`, JSON.stringify(bad));
-  }
-  const conns = Number(values.conns);
-  const results = Object.fromEntries(targets.map((t) => [t.key, []]));
-  for (let rep = -1; rep < Number(values.reps); rep++) {
-    const order = rep % 2 ? [...targets].reverse() : targets;
-    for (const t of order) {
-      const cell = { target: t.key, visitor: t.kind === "floor" ? "any" : values.visitor, size: values.size, conns };
-      const r = await measure(cell, urls, workerdPid, rep < 0 ? 1 : Number(values.duration));
-      if (rep >= 0) results[t.key].push(r);
-    }
-  }
-  for (const t of targets) {
-    const rs = results[t.key];
-    console.log(
-      `${`${t.key} ${t.srcDir ?? ""}`.padEnd(30)} p50 ${(median(rs.map((r) => r.p50_us)) / 1000).toFixed(3)} ms  ` +
-      `req/s ${median(rs.map((r) => r.rps)).toFixed(0).padStart(5)}  ` +
-      `cpu ${median(rs.map((r) => r.workerd_cpu_ms_per_req)).toFixed(3)} ms/req  ` +
-      `(p50s ${rs.map((r) => (r.p50_us / 1000).toFixed(2)).join(" ")})`,
-    );
-  }
-} finally {
-  await stack.dispose();
+const results = await compareTargets(targets, {
+  size: values.size, visitor: values.visitor, conns: Number(values.conns),
+  durationS: Number(values.duration), reps: Number(values.reps), log,
+});
+for (const t of targets) {
+  const r = results[t.key];
+  console.log(
+    `${`${t.key} ${t.srcDir ?? ""}`.padEnd(30)} p50 ${r.p50_ms.toFixed(3)} ms  ` +
+    `req/s ${r.rps.toFixed(0).padStart(5)}  cpu ${r.cpu_ms.toFixed(3)} ms/req  ` +
+    `(p50s ${r.p50s_ms.map((x) => x.toFixed(2)).join(" ")})`,
+  );
 }

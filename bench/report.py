@@ -352,6 +352,107 @@ def section_cold(r: Results) -> list[str]:
     return [*lines, "", *note("cold-start")]
 
 
+def section_ablations(out_dir: Path) -> list[str]:
+    path = out_dir / "bench-ablations.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    rows = {row["key"]: row for row in data["rows"]}
+    par = data["meta"]["params"]
+    lines = [
+        "### By ablation: what each part of the read path costs",
+        "",
+        f"`bench/ablations.mjs` ({data['meta']['date'][:10]}): copies of both Workers with one "
+        f"part cut out, side by side in one workerd ({par['size']} shell, {par['visitor']} "
+        f"user, {par['conns']} connection, {par['reps']} interleaved repetitions of "
+        f"{par['durationS']} s, medians). A part's cost is the full Worker's p50 (or workerd "
+        "CPU per request) less the copy's without it.",
+        "",
+    ]
+    table_rows = []
+
+    def cost(full: str, cut: str, field: str) -> float | None:
+        if full not in rows or cut not in rows:
+            return None
+        return float(rows[full][field]) - float(rows[cut][field])
+
+    table_rows.append(
+        [
+            "passthrough floor (enter the Worker, cache match, return)",
+            fmt(rows.get("py-floor", {}).get("p50_ms")),
+            fmt(rows.get("js-floor", {}).get("p50_ms")),
+            fmt(rows.get("py-floor", {}).get("cpu_ms"), ".3f"),
+            fmt(rows.get("js-floor", {}).get("cpu_ms"), ".3f"),
+        ]
+    )
+    for cut in ("no-kv", "no-rewriter", "no-log"):
+        py_row = rows.get(f"py-{cut}")
+        if py_row is None:
+            continue
+        table_rows.append(
+            [
+                str(py_row["what"]).removeprefix("no ").split(" (")[0],
+                fmt(cost("edgeshelf", f"py-{cut}", "p50_ms")),
+                fmt(cost("js-peer", f"js-{cut}", "p50_ms")),
+                fmt(cost("edgeshelf", f"py-{cut}", "cpu_ms"), ".3f"),
+                fmt(cost("js-peer", f"js-{cut}", "cpu_ms"), ".3f"),
+            ]
+        )
+    known = ("py-no-kv", "py-no-rewriter", "py-no-log", "py-floor")
+    if all(k in rows for k in (*known, "edgeshelf", "js-peer")):
+
+        def rest(full: str, lang: str, field: str) -> float:
+            parts = sum(
+                float(rows[full][field]) - float(rows[f"{lang}-{c}"][field])
+                for c in ("no-kv", "no-rewriter", "no-log")
+            )
+            return float(rows[full][field]) - float(rows[f"{lang}-floor"][field]) - parts
+
+        table_rows.append(
+            [
+                "everything else (identity, profile and segment logic, headers, response)",
+                fmt(rest("edgeshelf", "py", "p50_ms")),
+                fmt(rest("js-peer", "js", "p50_ms")),
+                fmt(rest("edgeshelf", "py", "cpu_ms"), ".3f"),
+                fmt(rest("js-peer", "js", "cpu_ms"), ".3f"),
+            ]
+        )
+        table_rows.append(
+            [
+                "**whole read path**",
+                fmt(rows["edgeshelf"]["p50_ms"]),
+                fmt(rows["js-peer"]["p50_ms"]),
+                fmt(rows["edgeshelf"]["cpu_ms"], ".3f"),
+                fmt(rows["js-peer"]["cpu_ms"], ".3f"),
+            ]
+        )
+    lines += table(
+        ["part", "Python p50 (ms)", "JS p50 (ms)", "Python CPU (ms/req)", "JS CPU (ms/req)"],
+        table_rows,
+    )
+    exps = [row for row in data["rows"] if row.get("experiment")]
+    if exps:
+        lines += [
+            "",
+            "Optimisations tried on the same run and not kept (change against edgeshelf as "
+            "committed; negative is faster):",
+            "",
+        ]
+        lines += table(
+            ["experiment", "p50 (ms)", "p50 change (ms)", "CPU change (ms/req)"],
+            [
+                [
+                    str(e["what"]),
+                    fmt(e["p50_ms"]),
+                    fmt(float(e["p50_ms"]) - float(rows["edgeshelf"]["p50_ms"]), "+.2f"),
+                    fmt(float(e["cpu_ms"]) - float(rows["edgeshelf"]["cpu_ms"]), "+.3f"),
+                ]
+                for e in exps
+            ],
+        )
+    return [*lines, ""]
+
+
 def section_history(out_dir: Path) -> list[str]:
     files = sorted((out_dir / "bench-history").glob("*.json"))
     if not files:
@@ -405,7 +506,7 @@ def section_profile(r: Results) -> list[str]:
     prof = r.data.get("profile")
     if not prof:
         return []
-    lines = ["## Where the Python Worker's time goes", ""]
+    lines = ["### Single operations inside a Python Worker", ""]
     if prof.get("ffi"):
         rows = [
             [f"`{op['name']}`", op["what"], fmt(op["us_per_op"], ".2f")]
@@ -435,7 +536,7 @@ def section_profile(r: Results) -> list[str]:
         if cp.get("top"):
             rows = [[f"`{t['name'][:80]}`", fmt(t["share"] * 100, ".1f", " %")] for t in cp["top"]]
             lines += ["Top self-time functions:", "", *table(["function", "share"], rows), ""]
-    return [*lines, *note("profile")]
+    return lines
 
 
 # --- plots -----------------------------------------------------------------------------------
@@ -531,7 +632,9 @@ def render(data: dict[str, Any], out_dir: Path) -> str:
     lines += section_results(r)
     lines += ["## Plots", ""]
     lines += [f"![{alt}](img/{name})" for name, alt in images]
-    lines += ["", *section_cold(r), *section_profile(r), *section_history(out_dir)]
+    lines += ["", *section_cold(r)]
+    lines += ["## Where the Python Worker's time goes", "", *note("profile")]
+    lines += [*section_ablations(out_dir), *section_profile(r), *section_history(out_dir)]
     parity = data.get("parity", [])
     lines += ["## Parity check", ""]
     ok = all(p["ok"] for p in parity)
