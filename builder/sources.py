@@ -130,7 +130,13 @@ def _columns(con: duckdb.DuckDBPyConnection, relation: str, path: Path) -> dict[
 
 def _input_error(exc: Exception, path: Path) -> InputError:
     text = str(exc)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    # DuckDB appends the failing SQL ("LINE 1: ...") and a caret line: our query, not the
+    # user's problem, so it stays out of the message.
+    lines = [
+        ln.strip()
+        for ln in text.splitlines()
+        if ln.strip() and not ln.lstrip().startswith(("LINE ", "^"))
+    ]
     found = _LINE_RE.search(text)
     row = int(found.group(1)) - 1 if found else None
     summary = "; ".join(lines[:3]) if lines else type(exc).__name__
