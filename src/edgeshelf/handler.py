@@ -68,30 +68,8 @@ class _Prepared:
 
 
 class _Isolate:
-    """Everything built once per isolate: configuration and prebuilt JS option objects."""
-
-    def prepare(self, memo_key: tuple[int, str, str], shelf: inject.Shelf) -> _Prepared:
-        """The injection for a segment value, built once and kept in isolate memory."""
-        if len(self.shelves) >= _SHELF_MEMO_SIZE:
-            del self.shelves[next(iter(self.shelves))]
-        prepared = self.shelves[memo_key] = _Prepared(shelf, self)
-        return prepared
-
-    def response_init(self, content_type: str) -> Any:
-        """``{headers}`` with the personalized page's fixed headers; the Response copies them."""
-        init = self.response_inits.get(content_type)
-        if init is None:
-            headers = Headers.new(
-                to_js(
-                    [
-                        ["content-type", content_type],
-                        ["cache-control", "private, no-store"],
-                        ["vary", "Cookie"],
-                    ]
-                )
-            )
-            init = self.response_inits[content_type] = _js_object([("headers", headers)])
-        return init
+    """Everything built once per isolate: configuration, prebuilt JS option objects and
+    headers, and the shelves prepared for injection (per segment value)."""
 
     def __init__(self, env: Any) -> None:
         self.config: Config = load_config(lambda name: getattr(env, name, None))
@@ -113,6 +91,31 @@ class _Isolate:
         )
         for problem in self.config.problems:
             print(f'{{"event":"edgeshelf.config","problem":{_json_str(problem)}}}')
+
+    def prepare(self, memo_key: tuple[int, str, str], shelf: inject.Shelf) -> _Prepared:
+        """The injection for a segment value, built once and kept in isolate memory."""
+        if len(self.shelves) >= _SHELF_MEMO_SIZE:
+            del self.shelves[next(iter(self.shelves))]
+        prepared = self.shelves[memo_key] = _Prepared(shelf, self)
+        return prepared
+
+    def response_init(self, content_type: str) -> Any:
+        """``{headers}`` with the personalized page's fixed headers; the Response copies them."""
+        init = self.response_inits.get(content_type)
+        if init is None:
+            headers = Headers.new(
+                to_js(
+                    [
+                        ["content-type", content_type],
+                        ["cache-control", "private, no-store"],
+                        ["vary", "Cookie"],
+                    ]
+                )
+            )
+            init = _js_object([("headers", headers)])
+            if len(self.response_inits) < 8:  # the shells we cache are all text/html
+                self.response_inits[content_type] = init
+        return init
 
 
 def _json_str(text: str) -> str:
