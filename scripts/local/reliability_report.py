@@ -104,8 +104,15 @@ def _npm_version(name: str) -> str:
     return str(data.get("version", "unknown"))
 
 
-def environment() -> dict[str, Any]:
-    """Where and with what the figures were produced."""
+def git_commit() -> str:
+    """The checkout's commit, marked when tracked files differ from it."""
+    commit = _run(["git", "rev-parse", "--short", "HEAD"])
+    dirty = bool(_run(["git", "status", "--porcelain", "--untracked-files=no"]))
+    return commit + (" (with uncommitted changes)" if dirty else "")
+
+
+def environment(commit: str | None = None) -> dict[str, Any]:
+    """Where and with what the figures were produced (``commit``: when the run started)."""
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -116,11 +123,9 @@ def environment() -> dict[str, Any]:
     versions["miniflare"] = _npm_version("miniflare")
     versions["node"] = _run(["node", "--version"]).removeprefix("v")
     versions["wrk"] = _run(["wrk", "--version"]).split(" [")[0].removeprefix("wrk ")
-    commit = _run(["git", "rev-parse", "--short", "HEAD"])
-    dirty = bool(_run(["git", "status", "--porcelain", "--untracked-files=no"]))
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": commit + (" (with uncommitted changes)" if dirty else ""),
+        "commit": commit or git_commit(),
         "machine": f"{_cpu()}, {os.cpu_count()} cores, {_memory_gib()} RAM",
         "os": platform.platform(),
         "versions": versions,
@@ -252,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--junit", type=Path, default=None, help="pytest --junitxml output")
     parser.add_argument("--exit-code", type=int, default=None, help="pytest's exit status")
     parser.add_argument("--fuzz-examples", default=os.environ.get("EDGESHELF_FUZZ_EXAMPLES"))
+    parser.add_argument("--commit", default=None, help="the commit tested (default: HEAD now)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "reliability.md")
     parser.add_argument("--json", type=Path, default=ROOT / "docs" / "reliability.json")
     args = parser.parse_args(argv)
@@ -259,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         parser.error(f"{args.rows} holds no scenario rows")
     tests = read_junit(args.junit, args.fuzz_examples)
-    env = environment()
+    env = environment(args.commit)
     args.out.write_text(render(rows, env, tests, args.exit_code))
     data = {
         **env,
