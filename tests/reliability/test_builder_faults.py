@@ -58,6 +58,7 @@ EVENTS = USERS * 10
 BATCH = scale(50, 250)
 KILLS = scale(3, 8)
 SEED = 41
+MAX_RUNS = 3  # a scheduled run after a run that exited 1, and one more
 
 # What the namespace holds between input scenarios: refusals leave it alone, so sample A is
 # published once and republished only after something else changed the namespace.
@@ -317,22 +318,35 @@ def test_api_faults_end_with_kv_equal_to_the_plan(
 
     rstack.reset_faults()
     rstack.faults(seed=SEED, **knobs)
+    # A run that gives up on some keys after its attempts exits 1, and the next scheduled run
+    # sends only those (docs/builder.md); at these fault rates that takes a second run now and
+    # then, as it would under cron.
+    runs: list[dict[str, Any]] = []
     with Readers(rstack, uids_of(planned)) as readers:
-        proc = cli(rstack, *run_args(b, state, "--batch-size", str(BATCH), *extra))
+        while len(runs) < MAX_RUNS and not (runs and runs[-1]["complete"]):
+            proc = cli(rstack, *run_args(b, state, "--batch-size", str(BATCH), *extra))
+            assert proc.returncode in (0, 1), proc.stderr[-2000:]
+            assert rstack.token not in proc.stdout + proc.stderr
+            runs.append(json.loads(proc.stdout))
     if "delay_ms" in knobs:
         time.sleep(knobs["delay_ms"] / 1000 + 0.5)  # requests the client gave up on land now
     stats = rstack.api_stats()
     rstack.reset_faults()
-    result = summary(proc)
-    assert rstack.token not in proc.stdout + proc.stderr
 
     diff = kv_diff(kv, b)
     lost = len(diff.missing) + len(diff.different)
     rewritten = unchanged_rewritten(before, expirations(kv), planned)
-    retries = result["publish"]["retries"]
+    retries = sum(r["publish"]["retries"] for r in runs)
+    resent_by_reruns = sum(r["plan"]["write"]["total"] for r in runs[1:])
+    bound = retries * BATCH + resent_by_reruns
     surplus = stats["pairs_written"] - plan.writes
     again = quiet_rerun(rstack, b, state)
     five_xx = readers.five_xx + unexpected_5xx(stats)
+    rerun_note = (
+        f"{len(runs)} runs (the first gave up on {runs[0]['publish']['failed']} keys, exit 1); "
+        if len(runs) > 1
+        else ""
+    )
     record(
         "builder", f"API faults: {name}",
         load=f"{USERS:,} users: {plan.writes:,} keys to write, {plan.deleted:,} to delete, "
@@ -340,15 +354,17 @@ def test_api_faults_end_with_kv_equal_to_the_plan(
              f"{readers.views} page views meanwhile",
         faults=faults_text(stats, timeouts="--timeout" in extra),
         five_xx=five_xx, keys_lost=lost,
-        notes=f"{retries} retries; pairs written {stats['pairs_written']:,} = planned "
-              f"+ {surplus} resent (bound {retries} retries x {BATCH}); unchanged keys "
-              f"rewritten: {len(rewritten)}; rerun wrote {again['plan']['write']['total']}",
+        notes=f"{rerun_note}{retries} retries; pairs written {stats['pairs_written']:,} = "
+              f"planned + {surplus} resent (bound {bound}: retried requests x {BATCH}"
+              + (f" + {resent_by_reruns} rewritten by the rerun" if resent_by_reruns else "")
+              + f"); unchanged keys rewritten: {len(rewritten)}; "
+              f"rerun wrote {again['plan']['write']['total']}",
     )  # fmt: skip
-    assert result["complete"] is True
-    assert result["plan"]["write"]["total"] == plan.writes
+    assert runs[-1]["complete"] is True
+    assert runs[0]["plan"]["write"]["total"] == plan.writes
     assert (diff.checked, lost, diff.extra) == (len(planned), 0, [])
     assert rewritten == []
-    assert 0 <= surplus <= retries * BATCH
+    assert 0 <= surplus <= bound
     assert stats["pairs_deleted"] >= plan.deleted
     assert retries > 0
     assert faults_text(stats) != "none"
