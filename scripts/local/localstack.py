@@ -17,9 +17,12 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_JS = ROOT / "scripts" / "local" / "stack.mjs"
@@ -247,6 +250,30 @@ class LocalStack:
                 with contextlib.suppress(ValueError):
                     out.append(json.loads(line[start:]))
         return out
+
+    def wait_worker_logs_matching(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """The Worker's log records once one of them matches ``predicate``.
+
+        Log lines reach the file through Node after the response, so a test reading right
+        after a request must wait for its line rather than race it.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            logs = self.worker_logs()
+            if any(predicate(r) for r in logs) or time.monotonic() > deadline:
+                return logs
+            time.sleep(0.02)
+
+    def wait_analytics_points(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Analytics Engine points once there are at least ``count`` (as the log lines)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            points = self.analytics_points()
+            if len(points) >= count or time.monotonic() > deadline:
+                return points
+            time.sleep(0.02)
 
     def analytics_points(self) -> list[dict[str, Any]]:
         """Analytics Engine data points the Worker wrote (local stand-in logs them)."""

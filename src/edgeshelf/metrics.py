@@ -8,12 +8,13 @@ From these three numbers come the operational metrics: request count (records), 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["RequestRecord"]
 
 _EVENT = "edgeshelf.request"
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 _MAX_INDEX_BYTES = 96
 
 
@@ -52,11 +53,30 @@ class RequestRecord:
             self.kv_misses += 1
 
     def to_json(self) -> str:
-        record: dict[str, Any] = {"event": _EVENT}
-        record.update(asdict(self))
-        for key in ("kv_ms", "shell_ms", "total_ms"):
-            record[key] = round(record[key], 3)
-        return json.dumps(record, separators=(",", ":"))
+        # Built field by field: dataclasses.asdict deep-copies recursively and was the larger
+        # part of this line's cost on the Worker's hot path (docs/benchmarks.md).
+        return _ENCODE(
+            {
+                "event": _EVENT,
+                "method": self.method,
+                "path": self.path,
+                "visitor": self.visitor,
+                "profile": self.profile,
+                "profile_read": self.profile_read,
+                "segment": self.segment,
+                "fallback": self.fallback,
+                "segment_reads": self.segment_reads,
+                "kv_reads": self.kv_reads,
+                "kv_misses": self.kv_misses,
+                "shell": self.shell,
+                "shell_version": self.shell_version,
+                "status": self.status,
+                "kv_ms": round(self.kv_ms, 3),
+                "shell_ms": round(self.shell_ms, 3),
+                "total_ms": round(self.total_ms, 3),
+                "errors": self.errors,
+            }
+        )
 
     def data_point(self) -> dict[str, Any]:
         """Analytics Engine: blobs are dimensions, doubles are summed; index by segment."""

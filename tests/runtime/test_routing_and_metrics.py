@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -42,12 +43,12 @@ def test_one_json_log_line_per_request(stack, uid):
     aud = fresh_audience()
     put_profile(stack, uid, aud)
     put_segment(stack, aud.exact, ["logged01"])
-    before = len(stack.worker_logs())
     visit(stack, uid=uid)
-    logs = stack.worker_logs()
-    assert len(logs) == before + 1
-    rec = logs[-1]
-    assert rec["segment"] == aud.exact
+    time.sleep(0.3)  # a second line, were there one, would have arrived by now
+    logs = stack.wait_worker_logs_matching(lambda r: r["segment"] == aud.exact)
+    mine = [r for r in logs if r["segment"] == aud.exact]
+    assert len(mine) == 1, "exactly one record for the one request"
+    rec = mine[0]
     assert rec["fallback"] == 0
     assert rec["visitor"] == "cookie"
     assert rec["profile"] == "kv"
@@ -60,10 +61,12 @@ def test_one_json_log_line_per_request(stack, uid):
 
 
 def test_fallbacks_and_misses_are_counted(stack, uid):
-    """A missing profile and a missing exact segment show up as KV misses and a fallback level."""
-    before = len(stack.worker_logs())
-    visit(stack, uid=uid, country="QX")
-    rec = stack.worker_logs()[before]
+    """A visitor with no stored profile is logged as a profile miss served from request signals."""
+    aud = fresh_audience()
+    put_segment(stack, aud.lang_default, ["misscount1"])
+    visit(stack, uid=uid, country=aud.country, headers={"accept-language": aud.lang})
+    logs = stack.wait_worker_logs_matching(lambda r: r["segment"] == aud.lang_default)
+    rec = next(r for r in logs if r["segment"] == aud.lang_default)
     assert rec["profile_read"] == "miss"
     assert rec["profile"] == "request"
     assert rec["kv_misses"] >= 1
@@ -73,7 +76,7 @@ def test_analytics_engine_point_when_bound(fresh_stack):
     """With an Analytics Engine binding, each request writes one data point."""
     before = len(fresh_stack.analytics_points())
     visit(fresh_stack)
-    points = fresh_stack.analytics_points()
+    points = fresh_stack.wait_analytics_points(before + 1)
     assert len(points) == before + 1
     point = points[-1]
     assert point["dataset"] == "edgeshelf"
