@@ -104,7 +104,12 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> tuple[SampleFiles, Samp
 def kv(rstack: LocalStack) -> Iterator[KVClient]:
     """A client on the stack's namespace; faults and counters reset around each test."""
     rstack.reset_faults()
-    with httpx.Client(base_url=rstack.api + "/", headers=rstack.auth, timeout=60) as http:
+    # A connection per request: workerd may close a kept-alive connection after a long bulk
+    # answer (docs/local-api.md), and these helpers call the API without the builder's retries.
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(
+        base_url=rstack.api + "/", headers=rstack.auth, timeout=60, limits=no_reuse
+    ) as http:
         yield KVClient(http, account_id=rstack.account_id, namespace_id=rstack.kv_namespace_id)
     rstack.reset_faults()
 
