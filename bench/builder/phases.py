@@ -1,0 +1,162 @@
+"""Time the builder's plan, phase by phase, in a process of its own; print one JSON object.
+
+    python -m bench.builder.phases --events E --catalog C [--state S] [--now T] [--profile-top N]
+
+The phases are the library calls ``builder.jobs.plan`` makes, called one by one with the same
+settings: read + validate (``sources.load_inputs``), compute (``ranking.compute``: profiles,
+segments, top-N in DuckDB), encode + plan (``plan.computed_items`` fed to ``plan.build_plan``:
+encoding every payload, hashing it, diffing against the state, batching). ``--state`` diffs
+against a state file (the rerun case); without it the state is empty (the first run). The
+process's own peak RSS (``ru_maxrss``) is read after each phase, so the report can say which
+phase sets the peak. With ``--profile-top N`` the encode + plan phase runs under cProfile and
+its N most expensive functions are reported instead (its timings are then not comparable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import re
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from builder.cloudflare import MAX_BULK_PAIRS
+from builder.jobs import DUCKDB_MEMORY_LIMIT
+from builder.plan import build_plan, computed_items
+from builder.ranking import MIN_SEGMENT_SIZE, RankingOptions, compute
+from builder.sources import load_inputs
+from builder.state import State
+
+_ROOT = str(Path(__file__).resolve().parents[2]) + "/"
+# Third-party and standard-library frames are named from their package, not their full path.
+_STDLIB = re.compile(r"^.*/(?:site-packages|lib/python3\.\d+)/")
+
+
+def _rss_mb() -> float:
+    """This process's peak resident set size so far, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _Clock:
+    """Wall and CPU time (all threads of the process, so DuckDB's workers count) per phase."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, dict[str, float]] = {}
+        self._wall = time.perf_counter()
+        self._cpu = time.process_time()
+
+    def lap(self, name: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.phases[name] = {
+            "wall_s": round(wall - self._wall, 4),
+            "cpu_s": round(cpu - self._cpu, 4),
+            "rss_peak_mb": round(_rss_mb(), 1),
+        }
+        self._wall, self._cpu = wall, cpu
+
+
+def _top(profile: cProfile.Profile, n: int) -> list[dict[str, Any]]:
+    """The ``n`` functions with the most own time, with their cumulative time and call count."""
+    stats = pstats.Stats(profile)
+    rows = []
+    for (filename, line, name), (_, ncalls, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
+        where = _STDLIB.sub("", filename.removeprefix(_ROOT))
+        rows.append(
+            {
+                "function": f"{where}:{line}({name})" if line else name,
+                "calls": ncalls,
+                "own_s": round(tottime, 3),
+                "cumulative_s": round(cumtime, 3),
+            }
+        )
+    rows.sort(key=lambda r: r["own_s"], reverse=True)
+    return rows[:n]
+
+
+def measure(
+    events: Path,
+    catalog: Path,
+    *,
+    state: Path | None,
+    now: int,
+    schema: str,
+    min_segment_size: int,
+    profile_top: int = 0,
+) -> dict[str, Any]:
+    """Run the three phases once; their times, peak RSS, and what the plan counted."""
+    clock = _Clock()
+    con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT})
+    stats = load_inputs(con, events=events, catalog=catalog, now=now)
+    clock.lap("read_validate")
+    as_of = min(stats.max_ts if stats.max_ts is not None else now, now)
+    build = compute(con, as_of=as_of, options=RankingOptions(min_segment_size=min_segment_size))
+    clock.lap("compute")
+    profiler = cProfile.Profile() if profile_top else None
+    with State(state if state is not None else Path(":memory:")) as st:
+        if profiler is not None:
+            profiler.enable()
+        plan = build_plan(
+            st,
+            computed_items(build, schema),
+            schema=schema,
+            now=now,
+            max_pairs=MAX_BULK_PAIRS,
+        )
+        if profiler is not None:
+            profiler.disable()
+        clock.lap("encode_plan")
+        counts = plan.counts.as_dict()
+    con.close()
+    wall = sum(p["wall_s"] for p in clock.phases.values())
+    result: dict[str, Any] = {
+        "phases": clock.phases,
+        "total_s": round(wall, 4),
+        "cpu_s": round(sum(p["cpu_s"] for p in clock.phases.values()), 4),
+        "rss_peak_mb": round(_rss_mb(), 1),
+        "events": stats.events,
+        "duplicate_events": stats.duplicate_events,
+        "catalog": stats.catalog,
+        "as_of": as_of,
+        "users": build.users,
+        "segments": len(build.segments),
+        "plan": counts,
+        "profiled": profiler is not None,
+    }
+    if profiler is not None:
+        result["profile_top"] = _top(profiler, profile_top)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=Path, required=True)
+    parser.add_argument("--catalog", type=Path, required=True)
+    parser.add_argument("--state", type=Path, default=None, help="diff against this state file")
+    parser.add_argument("--now", type=int, required=True)
+    parser.add_argument("--schema", default="v3")
+    parser.add_argument("--min-segment-size", type=int, default=MIN_SEGMENT_SIZE)
+    parser.add_argument("--profile-top", type=int, default=0)
+    args = parser.parse_args(argv)
+    result = measure(
+        args.events,
+        args.catalog,
+        state=args.state,
+        now=args.now,
+        schema=args.schema,
+        min_segment_size=args.min_segment_size,
+        profile_top=args.profile_top,
+    )
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
