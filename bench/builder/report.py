@@ -111,7 +111,13 @@ def _plot_timeline(data: dict[str, Any], path: Path) -> None:
     samples = run["timeline"]
     ts = [s["t"] for s in samples]
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    ax.plot(ts, [s["requests"] for s in samples], color="#fc8d62", label="requests (cumulative)")
+    ax.step(
+        ts,
+        _trailing(samples, 300),
+        where="post",
+        color="#fc8d62",
+        label="requests in the trailing 5 minutes",
+    )
     limit_on = data["params"]["api_rate_limit"]
     ax.axhline(
         API_LIMIT,
@@ -146,6 +152,17 @@ def _plot_timeline(data: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _trailing(samples: list[dict[str, Any]], window: float) -> list[int]:
+    """Per sample, the requests counted in the ``window`` seconds before it."""
+    out, base, j = [], 0, 0
+    for s in samples:
+        while j < len(samples) and samples[j]["t"] <= s["t"] - window:
+            base = samples[j]["requests"]
+            j += 1
+        out.append(s["requests"] - base)
+    return out
+
+
 def _plot_memory(data: dict[str, Any], path: Path) -> None:
     steps = _memory_rows(data)
     fig, ax = plt.subplots(figsize=(8, 3.4))
@@ -154,7 +171,7 @@ def _plot_memory(data: dict[str, Any], path: Path) -> None:
     for y, (_, mb, _) in zip(ys, steps, strict=True):
         ax.text(mb / 1024, y, f"  {mb / 1024:.2f} GB", va="center", fontsize=9)
     ax.axvline(4, color="#999999", linestyle=":", linewidth=1)
-    ax.text(4, -0.6, " DuckDB memory_limit 4 GB", fontsize=8, color="#666666")
+    ax.text(4, len(steps) - 0.7, " DuckDB memory_limit 4 GB", fontsize=8, color="#666666")
     ax.set_yticks(list(ys), [s[0] for s in steps])
     ax.invert_yaxis()
     ax.set_xlim(0, max(5.0, max(s[1] for s in steps) / 1024 * 1.3))
