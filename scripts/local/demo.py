@@ -288,12 +288,7 @@ def metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def wait_for_records(stack: LocalStack, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
     """The Worker's request records once ``n`` of them reached the log (it is written async)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        records = stack.worker_logs()
-        if len(records) >= n or time.monotonic() > deadline:
-            return records
-        time.sleep(0.1)
+    return stack.wait_worker_logs(lambda records: len(records) >= n, timeout)
 
 
 # --- the builder CLI -----------------------------------------------------------------------------

@@ -241,49 +241,49 @@ class LocalStack:
             "CLOUDFLARE_BASE_URL": self.api,
         }
 
-    def worker_logs(self) -> list[dict[str, Any]]:
-        """The Worker's JSON log lines (one per personalized request), oldest first."""
+    def _log_records(self, marker: str, skip: int) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for line in self.log_text().splitlines():
-            start = line.find('{"event":"edgeshelf.request"')
+            start = line.find(marker)
             if start >= 0:
                 with contextlib.suppress(ValueError):
-                    out.append(json.loads(line[start:]))
+                    out.append(json.loads(line[start + skip :]))
         return out
 
-    def wait_worker_logs_matching(
-        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+    def worker_logs(self) -> list[dict[str, Any]]:
+        """The Worker's JSON log lines (one per personalized request), oldest first."""
+        return self._log_records('{"event":"edgeshelf.request"', 0)
+
+    def analytics_points(self) -> list[dict[str, Any]]:
+        """Analytics Engine data points the Worker wrote (the local stand-in logs them)."""
+        return self._log_records("analytics {", len("analytics "))
+
+    def wait_worker_logs(
+        self, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0
     ) -> list[dict[str, Any]]:
-        """The Worker's log records once one of them matches ``predicate``.
+        """The Worker's log records once ``until(records)`` holds (or the timeout passed).
 
         Log lines reach the file through Node after the response, so a test reading right
         after a request must wait for its line rather than race it.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            logs = self.worker_logs()
-            if any(predicate(r) for r in logs) or time.monotonic() > deadline:
-                return logs
-            time.sleep(0.02)
+        return _poll(self.worker_logs, until, timeout)
 
     def wait_analytics_points(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Analytics Engine points once there are at least ``count`` (as the log lines)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            points = self.analytics_points()
-            if len(points) >= count or time.monotonic() > deadline:
-                return points
-            time.sleep(0.02)
+        return _poll(self.analytics_points, lambda points: len(points) >= count, timeout)
 
-    def analytics_points(self) -> list[dict[str, Any]]:
-        """Analytics Engine data points the Worker wrote (local stand-in logs them)."""
-        out: list[dict[str, Any]] = []
-        for line in self.log_text().splitlines():
-            start = line.find("analytics {")
-            if start >= 0:
-                with contextlib.suppress(ValueError):
-                    out.append(json.loads(line[start + len("analytics ") :]))
-        return out
+
+def _poll(
+    read: Callable[[], list[dict[str, Any]]],
+    until: Callable[[list[dict[str, Any]]], bool],
+    timeout: float,
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        records = read()
+        if until(records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.02)
 
 
 def _ready_line(log_path: Path) -> dict[str, Any] | None:
