@@ -168,10 +168,12 @@ def render(
     ]
     if tests is not None:
         verdict = "all passed" if tests.failures + tests.errors == 0 else "**FAILURES**"
+        examples = tests.fuzz_examples or ""
+        if examples.isdigit():
+            examples = f"{int(examples):,}"
         fuzz = (
-            f", the Worker fuzz of `tests/runtime/test_fuzz.py` at {tests.fuzz_examples} examples "
-            "included"
-            if tests.fuzz_examples
+            f", the Worker fuzz of `tests/runtime/test_fuzz.py` at {examples} examples included"
+            if examples
             else ""
         )
         out += [
