@@ -266,25 +266,38 @@ def _targets(data: dict[str, Any]) -> list[str]:
     out = ["", "## Targets (issue 6)", "", *_table(["target", "measured", "status"], rows)]
     run = data["run"]
     plan = run["summary"]["plan"]
-    extra = run["api"]["requests"] - run["retries"] - run["requests_literal"]
+    made, reached = run["requests_builder"], run["api"]["requests"]
+    extra = made - run["retries"] - run["requests_literal"]
     writes = plan["write"]
     seg_w = sum(writes[r]["segments"] for r in ("new", "changed", "refresh", "unconfirmed"))
     prof_w = sum(writes[r]["profiles"] for r in ("new", "changed", "refresh", "unconfirmed"))
-    per_phase_ok = run["api"]["requests"] == run["requests_planned"] + run["retries"]
+    rule = run["requests_planned"] + run["retries"]
     out += [
         "",
         "**Requests.** The builder batches each phase on its own: segments first, then "
         "profiles, then deletions (docs/builder.md, *Order*), so its rule is "
         "Σ over phases of ⌈keys written in the phase / 10,000⌉ — here "
         f"⌈{seg_w:,} / 10,000⌉ + ⌈{prof_w:,} / 10,000⌉ + ⌈{plan['delete']:,} / 10,000⌉ = "
-        f"{run['requests_planned']:,} planned — plus retries ({run['retries']}). The local API "
-        f"counted {run['api']['requests']:,}, "
+        f"{run['requests_planned']:,} planned — plus retries ({run['retries']}) = {rule:,}. "
+        f"It made {made:,} "
+        + ("(exactly that)" if made == rule else f"({made - rule:+d} against that)")
+        + f"; the local API counted {reached:,} arriving"
         + (
-            "exactly that."
-            if per_phase_ok
-            else f"which differs from that by {run['api']['requests'] - run['requests_planned'] - run['retries']:+d}."  # noqa: E501
+            "."
+            if reached == made
+            else f": {made - reached:,} attempt(s) failed in transport before the API's "
+            "handler counted them (their causes are listed below)"
+            + (
+                f", and it stored each of the {writes['total']:,} pairs once."
+                if run["api"]["pairs_written"] == writes["total"]
+                else "."
+            )
         ),
     ]
+    causes = _retry_causes(run)
+    if causes:
+        out += ["", "Retries of the first run (from stamina's log lines):", ""]
+        out += [f"- {n}{TIMES} `{cause}`" for cause, n in causes]
     if extra > 0:
         out += [
             "",
@@ -295,9 +308,18 @@ def _targets(data: dict[str, Any]) -> list[str]:
             "profiles naming segments that are not there. Deletions go to another endpoint "
             "(`bulk/delete`) and wait until every write is confirmed, so they never share a "
             "request with writes either. The cost is at most one request per phase "
-            f"({extra:,} of {run['api']['requests']:,} here).",
+            f"({extra:,} of {made:,} here).",
         ]
     return out
+
+
+def _retry_causes(run: dict[str, Any]) -> list[tuple[str, int]]:
+    """Distinct exceptions that caused the run's retries, most frequent first."""
+    counts: dict[str, int] = {}
+    for _, extra in run.get("retry_lines", []):
+        cause = str(extra.get("caused_by"))
+        counts[cause] = counts.get(cause, 0) + 1
+    return sorted(counts.items(), key=lambda kv: -kv[1])
 
 
 def _phases(data: dict[str, Any]) -> list[str]:
@@ -387,11 +409,15 @@ def _requests(data: dict[str, Any]) -> list[str]:
         ["requests, one per key (the seed)", _n(per_key)],
         ["requests, ⌈changed / 10,000⌉", _n(run["requests_literal"])],
         ["requests planned by the builder", _n(run["requests_planned"])],
-        ["requests made (local API's count)", _n(api["requests"])],
+        ["requests made (builder's count, retries included)", _n(run["requests_builder"])],
         ["retries (builder)", _n(run["retries"])],
+        ["requests received (local API's count)", _n(api["requests"])],
         ["answered 429 by the per-token limit", _n(api["rate_limited"])],
         ["pairs written (local API's count)", _n(api["pairs_written"])],
-        ["fewer requests than one per key", f"{per_key / max(api['requests'], 1):,.0f}{TIMES}"],
+        [
+            "fewer requests than one per key",
+            f"{per_key / max(run['requests_builder'], 1):,.0f}{TIMES}",
+        ],
         ["busiest 5-minute window", f"{run['busiest_window']:,} requests (limit {API_LIMIT:,})"],
         ["wall time of the run (CLI)", _s(run["process"]["wall_s"])],
         ["builder's own duration", _s(run["summary"]["duration"])],
