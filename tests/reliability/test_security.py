@@ -202,10 +202,19 @@ def test_cookie_key_injection_reads_no_unexpected_key(stack, record):
         minted = MINTED.fullmatch(r.header("set-cookie")[0])
         assert minted is not None, case
         assert minted.group(1) not in (u, v), case
+    # The control: the same trap under a well-formed cookie is read, so the traps would show.
+    trap, own = Trap.make(stack), Own.make(stack)
+    u = str(uuid.uuid4())
+    trap.plant(stack, f"u:{u}")
+    log = WorkerLog(stack)
+    r = send(stack.worker, b"GET", b"/", [(b"Cookie", f"es_uid={u}".encode()), *own.headers()])
+    assert page_shelf(r)["ids"] == trap.ids
+    assert (log.next()["profile_read"], r.header("set-cookie")) == ("hit", [])
     record("security", "key injection through the es_uid cookie (traps at the keys it names)",
-           load=f"{len(COOKIE_ATTACKS)} requests", faults="../, u:, seg:, %-escapes, DEL, "
+           load=f"{len(COOKIE_ATTACKS) + 1} requests", faults="../, u:, seg:, %-escapes, DEL, "
            "quotes, case, bidi, lists, 600-byte values", five_xx=0, keys_lost="n/a",
-           notes="each minted a new ID, read no profile and served its own default shelf",
+           notes="each minted a new ID, read no profile and served its own default shelf; a "
+           "well-formed control cookie reached its trap profile",
     )  # fmt: skip
 
 
