@@ -263,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "reliability.md")
     parser.add_argument("--json", type=Path, default=ROOT / "docs" / "reliability.json")
     args = parser.parse_args(argv)
+    if not args.rows.exists():
+        parser.error(f"{args.rows} does not exist: no scenario recorded anything")
     rows = read_rows(args.rows)
     if not rows:
         parser.error(f"{args.rows} holds no scenario rows")
