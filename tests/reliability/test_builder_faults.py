@@ -497,16 +497,21 @@ class InputCase:
     needles: tuple[str, ...] = ()
 
 
+def _copy(query: str, target: Path, options: str) -> None:
+    """Write a query's rows to ``target`` with DuckDB's COPY (timestamps in UTC)."""
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"COPY ({query}) TO '{target}' ({options})")
+
+
 def _events_csv(a: SampleFiles, out: Path) -> Path:
     """A's events as CSV (ISO timestamps), sorted, so rows have stable numbers."""
     path = out / "events.csv"
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute(
-        f"COPY (SELECT * FROM read_parquet('{a.events}') ORDER BY ts, user_id, video_id) "
-        f"TO '{path}' (HEADER, DELIMITER ',')"
+    _copy(
+        f"SELECT * FROM read_parquet('{a.events}') ORDER BY ts, user_id, video_id",
+        path,
+        "HEADER, DELIMITER ','",
     )
-    con.close()
     return path
 
 
@@ -577,26 +582,25 @@ def _empty_csv(a: SampleFiles, out: Path) -> SampleFiles:
 
 def _duplicate_catalog_id(a: SampleFiles, out: Path) -> SampleFiles:
     path = out / "catalog.csv"
-    con = duckdb.connect()
-    con.execute(
-        f"COPY (SELECT * FROM (SELECT * FROM read_parquet('{a.catalog}') ORDER BY video_id) "
+    _copy(
+        f"SELECT * FROM (SELECT * FROM read_parquet('{a.catalog}') ORDER BY video_id) "
         f"UNION ALL SELECT * FROM (SELECT * FROM read_parquet('{a.catalog}') "
-        f"ORDER BY video_id LIMIT 1)) TO '{path}' (HEADER)"
+        f"ORDER BY video_id LIMIT 1)",
+        path,
+        "HEADER",
     )
-    con.close()
     return dataclasses.replace(a, catalog=path)
 
 
 def _duplicated_rows(a: SampleFiles, out: Path) -> SampleFiles:
     """Every twentieth event repeated verbatim, as a retried export does."""
     path = out / "events.parquet"
-    con = duckdb.connect()
-    con.execute(
-        f"COPY (SELECT * FROM read_parquet('{a.events}') UNION ALL "
-        f"SELECT * FROM read_parquet('{a.events}') USING SAMPLE 5 PERCENT (reservoir, 7)) "
-        f"TO '{path}' (FORMAT parquet)"
+    _copy(
+        f"SELECT * FROM read_parquet('{a.events}') UNION ALL "
+        f"SELECT * FROM read_parquet('{a.events}') USING SAMPLE 5 PERCENT (reservoir, 7)",
+        path,
+        "FORMAT parquet",
     )
-    con.close()
     return dataclasses.replace(a, events=path)
 
 
@@ -613,16 +617,15 @@ def _skewed(seconds: int) -> Callable[..., SampleFiles]:
 
     def make(a: SampleFiles, out: Path) -> SampleFiles:
         path = out / "events.parquet"
-        con = duckdb.connect()
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute(
-            f"COPY (SELECT * FROM read_parquet('{a.events}') UNION ALL "
+        _copy(
+            f"SELECT * FROM read_parquet('{a.events}') UNION ALL "
             f"SELECT user_id, video_id, make_timestamp({(NOW + seconds) * 1_000_000}) AS ts, "
             f"country, lang, "
             f"watch_seconds FROM (SELECT * FROM read_parquet('{a.events}') "
-            f"ORDER BY user_id, ts LIMIT 25)) TO '{path}' (FORMAT parquet)"
+            f"ORDER BY user_id, ts LIMIT 25)",
+            path,
+            "FORMAT parquet",
         )
-        con.close()
         return dataclasses.replace(a, events=path)
 
     return make
