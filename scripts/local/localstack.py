@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from builder.config import KV_BINDING
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_JS = ROOT / "scripts" / "local" / "stack.mjs"
-KV_BINDING = "EDGESHELF_KV"
 
 
 class StackError(RuntimeError):
