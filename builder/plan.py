@@ -8,6 +8,11 @@ expiring); otherwise it is **skipped**. A confirmed key that is no longer comput
 **deleted** -- profile keys, and segment keys of the run's own schema; other schemas are left
 for ``gc``. The write/delete actions go to a temporary SQLite table, in the order they will be
 sent, so memory stays flat whatever the size.
+
+Writes are sent as one stream in that order -- segments, then profiles -- and batched by one
+:class:`BatchCounter` across both phases (the publisher uses the same rule), so the last, partly
+filled segment batch is topped up with profiles: :attr:`PlanCounts.write_requests` is
+``ceil(writes / max_pairs)`` unless the byte cap cuts a batch earlier.
 """
 
 from __future__ import annotations
@@ -214,18 +219,31 @@ class Plan:
 
     def puts(self, phase: str, chunk: int = 10_000) -> Iterator[tuple[str, str, int, bytes]]:
         """``(key, value, ttl, hash)`` to write in ``phase``, in order, read chunk by chunk."""
+        for key, value, ttl, digest, _ in self._put_rows(phase, chunk):
+            yield key, value, ttl, digest
+
+    def writes(self, chunk: int = 10_000) -> Iterator[tuple[str, str, int, bytes, str]]:
+        """``(key, value, ttl, hash, phase)`` of every write in send order: segments first.
+
+        This is the order :func:`build_plan` counted the write requests in.
+        """
+        return self._put_rows(None, chunk)
+
+    def _put_rows(
+        self, phase: str | None, chunk: int
+    ) -> Iterator[tuple[str, str, int, bytes, str]]:
         last = 0
         while True:
             rows = self.db.execute(
-                "SELECT id, key, value, ttl, hash FROM temp.plan_put "
-                "WHERE phase = ? AND id > ? ORDER BY id LIMIT ?",
+                "SELECT id, key, value, ttl, hash, phase FROM temp.plan_put "
+                "WHERE (?1 IS NULL OR phase = ?1) AND id > ?2 ORDER BY id LIMIT ?3",
                 (phase, last, chunk),
             ).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            for _, key, value, ttl, digest in rows:
-                yield key, value, ttl, digest
+            for _, key, value, ttl, digest, row_phase in rows:
+                yield key, value, ttl, digest, row_phase
 
     def deletes(self, chunk: int = 10_000) -> Iterator[str]:
         last = ""
@@ -316,11 +334,13 @@ def build_plan(
     warn: Callable[[str], None] | None = None,
     progress: Callable[[int], None] | None = None,
     max_pairs: int = MAX_BULK_PAIRS,
+    max_bytes: int = MAX_BULK_BYTES,
 ) -> Plan:
     """Diff ``items`` (sorted by key) against the state; store the actions; return the plan."""
     db = state.db
     counts = PlanCounts()
-    batchers = {phase: BatchCounter(max_pairs=max_pairs) for phase in PHASES}
+    # One counter over the whole send order (what Publisher batches), not one per phase.
+    batcher = BatchCounter(max_pairs=max_pairs, max_bytes=max_bytes)
     out = _Writer(db)
     previous = ""
     n = 0
@@ -347,7 +367,7 @@ def build_plan(
             else:
                 reason[item.phase] += 1
                 counts.write_bytes += size
-                batchers[item.phase].add(BatchCounter.pair_bytes(item.key, item.value))
+                batcher.add(BatchCounter.pair_bytes(item.key, item.value))
                 out.put(item, digest)
             n += 1
             if progress is not None and n % 10_000 == 0:
@@ -362,7 +382,7 @@ def build_plan(
         raise
     if progress is not None:
         progress(n % 10_000)
-    counts.write_requests = sum(b.batches for b in batchers.values())
+    counts.write_requests = batcher.batches
     row = db.execute("SELECT count(*) FROM temp.plan_delete").fetchone()
     counts.deleted = int(row[0]) if row else 0
     counts.delete_requests = -(-counts.deleted // max_pairs)

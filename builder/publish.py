@@ -8,14 +8,24 @@
   only ``unsuccessful_keys`` are sent again.
 - The state is touched only from the calling thread: keys are marked unconfirmed before their
   batch is sent and confirmed only after Cloudflare's answer, batch by batch.
-- Segments are sent before profiles, and deletions only after every write was confirmed (a
-  failed write leaves old keys in place rather than deleting what readers fall back to).
+- Writes go out as one stream, segments first, cut into batches across the phase boundary
+  (the last segment batch is topped up with profiles): ``ceil(writes / max_pairs)`` write
+  requests unless the byte cap cuts earlier, the count ``PlanCounts.write_requests`` predicts
+  with the same :class:`~builder.plan.BatchCounter`. No profile travels in a request before the
+  requests carrying the segments: those are all answered before the first batch of profiles
+  alone is sent, and if a key of theirs failed, no such batch is sent. (A profile sharing a
+  batch with a segment whose write failed only makes its readers fall back a step, which the
+  Worker handles.)
+- Deletions only after every write was confirmed (a failed write leaves old keys in place
+  rather than deleting what readers fall back to).
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar
@@ -44,6 +54,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_Row = TypeVar("_Row", bound="tuple[str, str, *tuple[object, ...]]")
+_Put = tuple[str, str, int, bytes, str]  # key, value, ttl, hash, phase: Plan.writes()
 MAX_RETRY_AFTER: Final = 330.0
 
 
@@ -161,12 +173,10 @@ class Retrier:
         return confirmed, [], None
 
 
-def batches(
-    rows: Iterable[tuple[str, str, int, bytes]], max_pairs: int, max_bytes: int
-) -> Iterator[list[tuple[str, str, int, bytes]]]:
-    """Group ``(key, value, ttl, hash)`` rows by :class:`~builder.plan.BatchCounter`'s rule."""
+def batches(rows: Iterable[_Row], max_pairs: int, max_bytes: int) -> Iterator[list[_Row]]:
+    """Group ``(key, value, ...)`` rows in order by :class:`~builder.plan.BatchCounter`'s rule."""
     counter = BatchCounter(max_pairs=max_pairs, max_bytes=max_bytes)
-    batch: list[tuple[str, str, int, bytes]] = []
+    batch: list[_Row] = []
     for row in rows:
         if counter.add(BatchCounter.pair_bytes(row[0], row[1])) and batch:
             yield batch
@@ -206,8 +216,8 @@ class Publisher:
 
     # --- one batch, in a worker thread -----------------------------------------------------
 
-    def _put(self, batch: list[tuple[str, str, int, bytes]]) -> _Outcome:
-        pairs = {k: BulkPair(key=k, value=v, expiration_ttl=ttl) for k, v, ttl, _ in batch}
+    def _put(self, batch: list[_Put]) -> _Outcome:
+        pairs = {k: BulkPair(key=k, value=v, expiration_ttl=ttl) for k, v, ttl, _, _ in batch}
         sent_at = self.clock()
         done, failed, error = self.retrier.bulk(
             list(pairs), lambda keys: self.kv.bulk_put([pairs[k] for k in keys]).unsuccessful_keys
@@ -268,33 +278,43 @@ class Publisher:
             raise fatal
 
     def publish(self, plan: Plan) -> PublishReport:
-        """Write every phase's puts, then (if all succeeded) the deletions."""
+        """Write the puts (segments first, in shared batches), then, if all succeeded, delete."""
         report = PublishReport()
         opt = self.options
         try:
             for phase in PHASES:
-                total = plan.counts.writes_in(phase)
-                self.progress.start(phase, total)
+                self.progress.start(phase, plan.counts.writes_in(phase))
 
-                def record(
-                    job: list[tuple[str, str, int, bytes]], outcome: _Outcome, phase: str = phase
-                ) -> None:
-                    ok = set(outcome.confirmed)
-                    self.state.confirm_written(
-                        (k, h, int(outcome.sent_at) + ttl) for k, _, ttl, h in job if k in ok
-                    )
-                    report.written[phase] += len(ok)
-                    self.progress.advance(phase, len(job))
-
-                self._dispatch(
-                    batches(plan.puts(phase), opt.max_pairs, opt.max_bytes),
-                    lambda job: [row[0] for row in job],
-                    self._put,
-                    record,
-                    report,
+            def record(job: list[_Put], outcome: _Outcome) -> None:
+                ok = set(outcome.confirmed)
+                self.state.confirm_written(
+                    (k, h, int(outcome.sent_at) + ttl) for k, _, ttl, h, _ in job if k in ok
                 )
-                if report.failed:
-                    break
+                for phase, n in Counter(row[4] for row in job if row[0] in ok).items():
+                    report.written[phase] += n
+                for phase, n in Counter(row[4] for row in job).items():
+                    self.progress.advance(phase, n)
+
+            stream = batches(plan.writes(), opt.max_pairs, opt.max_bytes)
+            held: list[list[_Put]] = []
+
+            def with_segments() -> Iterator[list[_Put]]:
+                # Segments come first in the stream, so these are its leading batches; the
+                # first batch of profiles alone is held back for the second dispatch.
+                for batch in stream:
+                    if not any(row[4] == "segments" for row in batch):
+                        held.append(batch)
+                        return
+                    yield batch
+
+            def keys_of(job: list[_Put]) -> list[str]:
+                return [row[0] for row in job]
+
+            # Every batch carrying a segment is answered before a profile-only batch is sent,
+            # and none is sent if a key failed (as between the phases' batches before).
+            self._dispatch(with_segments(), keys_of, self._put, record, report)
+            if not report.failed:
+                self._dispatch(itertools.chain(held, stream), keys_of, self._put, record, report)
             if report.failed:
                 report.deferred_deletes = plan.counts.deleted
                 return report

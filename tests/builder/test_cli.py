@@ -76,7 +76,8 @@ def test_plan_needs_no_credentials(small_sample: SampleFiles, state_path: Path) 
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)["plan"]
     assert plan["write"]["new"]["profiles"] == plan["computed"]["profiles"] > 0
-    assert plan["requests"]["total"] == 2
+    # Under 10,000 writes: segments and profiles go in one shared bulk request.
+    assert plan["requests"] == {"write": 1, "delete": 0, "total": 1}
     assert json.loads(result.stdout)["publish"] is None
     assert not state_path.exists()  # a dry run leaves no state file behind
 

@@ -126,9 +126,18 @@ def test_request_count_matches_batching() -> None:
     assert small.batches == 3
 
 
-def test_plan_counts_requests_per_phase(state_path: Path) -> None:
-    """Segments and profiles are batched separately, deletes in batches of 10,000."""
+def test_plan_counts_write_requests_across_phases(state_path: Path) -> None:
+    """Segments and profiles share batches: 1 + 10,001 writes take 2 requests, not 3."""
     items = [seg("a"), *(user(i) for i in range(10_001))]
     with State(state_path) as state:
         counts = build_plan(state, items, schema="v3", now=NOW).counts
-    assert (counts.write_requests, counts.delete_requests) == (3, 0)
+    assert (counts.write_requests, counts.delete_requests) == (2, 0)
+
+
+def test_plan_predicts_ceil_of_all_writes_over_the_batch_size(state_path: Path) -> None:
+    """Issue #6's case scaled down: 300 segments + 19,700 profiles are 2 requests, not 1 + 2."""
+    items = [*(seg(f"s{i:03d}") for i in range(300)), *(user(i) for i in range(19_700))]
+    with State(state_path) as state:
+        counts = build_plan(state, items, schema="v3", now=NOW).counts
+    assert (counts.writes_in("segments"), counts.writes_in("profiles")) == (300, 19_700)
+    assert counts.write_requests == 2

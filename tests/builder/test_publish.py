@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -10,6 +12,7 @@ import httpx
 import pytest
 import stamina
 
+from builder.cloudflare import KVClient
 from builder.errors import APIError, RateLimitedError, RetryableAPIError
 from builder.limiter import SlidingWindowLimiter
 from builder.plan import build_plan
@@ -22,12 +25,14 @@ from builder.publish import (
     batches,
 )
 from builder.state import State
+from tests.builder.fakekv import ACCOUNT, BASE, NAMESPACE, TOKEN
 from tests.builder.test_plan import NOW, seg, user
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
-    from builder.cloudflare import KVClient
+    from builder.plan import Item
     from tests.builder.fakekv import FakeKV
 
 
@@ -66,7 +71,7 @@ def test_transient_failures_are_retried(state_path: Path, kv: KVClient, fake: Fa
         report = _publisher(kv, state).publish(
             build_plan(state, [seg("a"), user(1)], schema="v3", now=NOW)
         )
-    assert (report.failed, report.retries, report.requests) == (0, 2, 4)
+    assert (report.failed, report.retries, report.requests) == (0, 2, 3)  # one shared batch
     assert len(fake.store) == 2
 
 
@@ -115,7 +120,7 @@ def test_keys_failing_every_attempt_stay_unconfirmed_and_defer_deletes(
 def test_non_retryable_error_stops_the_run_but_keeps_what_was_confirmed(
     state_path: Path, kv: KVClient, fake: FakeKV, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A 403 in the profile phase raises; the segments confirmed before stay recorded."""
+    """A 403 on a profile batch raises; the segment batch confirmed before stays recorded."""
     items = [seg("a"), *(user(i) for i in range(3))]
     original = fake._bulk_put
 
@@ -126,8 +131,10 @@ def test_non_retryable_error_stops_the_run_but_keeps_what_was_confirmed(
 
     monkeypatch.setattr(fake, "_bulk_put", forbid_profiles)
     with State(state_path) as state:
+        # One pair per batch, so the segment does not share the first batch with profiles.
+        plan = build_plan(state, items, schema="v3", now=NOW, max_pairs=1)
         with pytest.raises(APIError) as info:
-            _publisher(kv, state).publish(build_plan(state, items, schema="v3", now=NOW))
+            _publisher(kv, state, max_pairs=1).publish(plan)
         assert info.value.status == 403
         assert state.counts() == {"seg:v3": 1, "u": 3, "unconfirmed": 3}
     assert set(fake.store) == {"seg:a:v3"}
@@ -211,3 +218,162 @@ def test_every_request_passes_the_limiter(kv: KVClient, fake: FakeKV) -> None:
     retrier.bulk(["k"], lambda ks: kv.bulk_delete(ks).unsuccessful_keys)
     assert limiter.acquired == retrier.requests == 3
     assert retrier.retries == 2
+
+
+# --- segments and profiles share batches (issue #6: requests = ceil(changed keys / 10,000)) ---
+
+
+def _mixed(n_segments: int, n_profiles: int) -> list[Item]:
+    return [*(seg(f"s{i:03d}") for i in range(n_segments)), *(user(i) for i in range(n_profiles))]
+
+
+class _Wire:
+    """A transport in front of the fake that logs when each bulk write starts and ends."""
+
+    def __init__(self, fake: FakeKV) -> None:
+        self.fake = fake
+        self.lock = threading.Lock()
+        self.clock = 0
+        self.puts: list[tuple[list[str], int, int]] = []  # (keys, started, answered)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.method != "PUT":
+            return self.fake.handle(request)
+        with self.lock:
+            self.clock += 1
+            started = self.clock
+        response = self.fake.handle(request)
+        with self.lock:
+            self.clock += 1
+            keys = [pair["key"] for pair in json.loads(request.content)]
+            self.puts.append((keys, started, self.clock))
+        return response
+
+    @contextlib.contextmanager
+    def kv(self) -> Iterator[KVClient]:
+        transport = httpx.MockTransport(self.handle)
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        with httpx.Client(base_url=BASE + "/", transport=transport, headers=auth) as http:
+            yield KVClient(http, account_id=ACCOUNT, namespace_id=NAMESPACE)
+
+
+@pytest.mark.parametrize("n_segments", [3, 7])
+def test_segments_and_profiles_share_batches_segments_first(
+    state_path: Path, fake: FakeKV, n_segments: int
+) -> None:
+    """20 writes in batches of 5 take 4 requests, not 5; segments lead and profiles wait on them."""
+    # The segments fill the first request(s), ahead of the profiles sharing the last of them,
+    # and no request of profiles alone starts before every request carrying segments answered.
+    fake.delay = 0.02  # so that requests sent together are in flight together
+    wire = _Wire(fake)
+    items = _mixed(n_segments, 20 - n_segments)
+    with State(state_path) as state:
+        plan = build_plan(state, items, schema="v3", now=NOW, max_pairs=5)
+        with wire.kv() as kv:
+            report = _publisher(kv, state, max_pairs=5, concurrency=4).publish(plan)
+    segments = {i.key for i in items if i.phase == "segments"}
+    assert report.requests == len(wire.puts) == plan.counts.write_requests == 4
+    assert report.written == {"segments": n_segments, "profiles": 20 - n_segments}
+    carrying = [p for p in wire.puts if segments & set(p[0])]
+    alone = [p for p in wire.puts if not segments & set(p[0])]
+    assert len(carrying) == -(-n_segments // 5)  # segments are packed into the first batches
+    for keys, _, _ in carrying:
+        phases = ["segments" if k in segments else "profiles" for k in keys]
+        assert phases == sorted(phases, key=("segments", "profiles").index)
+    assert sum(len(keys) for keys, _, _ in carrying) == 5 * len(carrying)  # the last topped up
+    assert min(start for _, start, _ in alone) > max(end for _, _, end in carrying)
+    assert fake.store == {i.key: i.value for i in items}
+
+
+@pytest.mark.parametrize(
+    ("n_profiles", "max_pairs", "max_bytes", "expected"),
+    [
+        (97, 10, 10**9, 10),  # 3 + 97 writes, 10 a batch: 10 requests, not 1 + 10
+        # By BatchCounter.pair_bytes a segment here counts 95 bytes and a profile 106: five
+        # profiles fill a 530-byte batch, so do three segments and two profiles (497 bytes),
+        # and 3 + 117 writes take 1 + 23 requests, not 1 + 24.
+        (117, 10_000, 530, 24),
+    ],
+)
+def test_predicted_write_requests_are_the_requests_sent(
+    state_path: Path,
+    kv: KVClient,
+    fake: FakeKV,
+    n_profiles: int,
+    max_pairs: int,
+    max_bytes: int,
+    expected: int,
+) -> None:
+    """The plan's write_requests (what ``plan`` and the dry run print) is what is sent."""
+    items = _mixed(3, n_profiles)
+    with State(state_path) as state:
+        plan = build_plan(
+            state, items, schema="v3", now=NOW, max_pairs=max_pairs, max_bytes=max_bytes
+        )
+        report = _publisher(kv, state, max_pairs=max_pairs, max_bytes=max_bytes).publish(plan)
+    assert plan.counts.write_requests == report.requests == fake.count("PUT bulk") == expected
+    assert report.failed == 0
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, int]] = []
+
+    def start(self, phase: str, total: int) -> None:
+        self.events.append(("start", phase, total))
+
+    def advance(self, phase: str, n: int) -> None:
+        self.events.append(("advance", phase, n))
+
+
+def test_progress_and_written_counts_per_phase_in_shared_batches(
+    state_path: Path, kv: KVClient
+) -> None:
+    """Both write phases start up front; a shared batch advances each by its own keys."""
+    progress = _Recorder()
+    items = _mixed(3, 12)
+    with State(state_path) as state:
+        plan = build_plan(state, items, schema="v3", now=NOW, max_pairs=5)
+        options = PublishOptions(max_pairs=5, concurrency=1)
+        report = Publisher(
+            kv, state, options=options, progress=progress, clock=lambda: float(NOW)
+        ).publish(plan)
+        assert state.counts() == {"seg:v3": 3, "u": 12}
+    assert report.written == {"segments": 3, "profiles": 12}
+    assert progress.events[:4] == [
+        ("start", "segments", 3),
+        ("start", "profiles", 12),
+        ("advance", "segments", 3),
+        ("advance", "profiles", 2),
+    ]
+    assert progress.events[4:] == [
+        ("advance", "profiles", 5),
+        ("advance", "profiles", 5),
+        ("start", "deletes", 0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("refused", "written"),
+    [
+        ("seg:s001:v3", {"segments": 2, "profiles": 2}),
+        (user(1).key, {"segments": 3, "profiles": 1}),
+    ],
+)
+def test_a_failed_key_in_the_shared_batch_stops_the_run_and_defers_deletes(
+    state_path: Path, kv: KVClient, fake: FakeKV, refused: str, written: dict[str, int]
+) -> None:
+    """A key refused in the batch of segments and profiles: nothing more is sent or deleted."""
+    with State(state_path) as state:
+        _publisher(kv, state).publish(build_plan(state, [user(900)], schema="v3", now=NOW))
+        fake.requests.clear()
+        fake.refuse_keys = {refused}
+        plan = build_plan(state, _mixed(3, 17), schema="v3", now=NOW, max_pairs=5)
+        report = _publisher(kv, state, max_pairs=5).publish(plan)
+        assert state.counts() == {"seg:v3": 3, "u": 3, "unconfirmed": 1}
+    assert report.written == written
+    assert (report.failed, report.deferred_deletes, report.deleted) == (1, 1, 0)
+    assert fake.count("PUT bulk") == 3  # the shared batch and two retries of the refused key
+    assert fake.count("POST bulk/delete") == 0
+    assert user(900).key in fake.store
+    assert not {user(i).key for i in range(2, 17)} & set(fake.store)
