@@ -41,9 +41,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 
 # Settings of the second stack: its own segment schema (so global/default segments written by
-# its tests never meet the main stack's), no pointer memo (tests rev shells and expect the next
-# request to see it), a short origin timeout (slow-origin tests), and Analytics Engine bound.
-FRESH_VARS = {"SEGMENT_SCHEMA": "v7", "SHELL_POINTER_TTL": "0", "ORIGIN_TIMEOUT_MS": "400"}
+# its tests never meet the main stack's), no pointer, shell or segment memo (tests rev shells and
+# segments and expect the next request to see it), a short origin timeout (slow-origin tests),
+# and Analytics Engine bound.
+FRESH_VARS = {
+    "SEGMENT_SCHEMA": "v7",
+    "SHELL_POINTER_TTL": "0",
+    "SEGMENT_MEMO_TTL": "0",
+    "ORIGIN_TIMEOUT_MS": "400",
+}
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,7 @@ class Config:
     origin_timeout_ms: int = 1500
     debug_headers: bool = False
     pointer_ttl_s: float = 10.0
+    segment_memo_ttl_s: float = 10.0
     problems: tuple[str, ...] = ()
 
 
@@ -106,6 +107,9 @@ def load_config(get: Callable[[str], object]) -> Config:
         debug_headers=str(debug) in ("1", "true", "yes"),
         pointer_ttl_s=float(
             _int(get("SHELL_POINTER_TTL"), 10, 0, 300, "SHELL_POINTER_TTL", problems)
+        ),
+        segment_memo_ttl_s=float(
+            _int(get("SEGMENT_MEMO_TTL"), 10, 0, 300, "SEGMENT_MEMO_TTL", problems)
         ),
         problems=tuple(problems),
     )  # fmt: skip

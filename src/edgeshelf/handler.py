@@ -1,11 +1,15 @@
 """The read path: request -> identity -> profile -> segment -> shell -> injected page.
 
 FFI module (runs only in workerd); every decision it makes is delegated to a pure module.
-Per-request FFI work is kept small (docs/benchmarks.md measures each crossing): option objects
-and response headers are built once per isolate, independent reads are started together (JS
-promises run as soon as they are created), a segment's shelf HTML is built and converted to JS
-once per segment value, and HTMLRewriter calls one isolate-wide proxy through a plain JS handler
-object, so a request creates no proxy that would need releasing.
+Per-request FFI work is kept small (docs/benchmarks.md measures each crossing). Awaiting a JS
+promise is the dearest step for Python, so the isolate keeps what is shared between visitors:
+segment values (``SEGMENT_MEMO_TTL``) and the shell, split around its slot, with its pointer
+(``SHELL_POINTER_TTL``). A known visitor's request then awaits one KV read (the profile), a new
+visitor's none, and the page is three ready JS Blobs and the shelf's, with no HTML parse.
+Option objects and response headers are built once per isolate, independent reads start
+together, a segment's shelf HTML is built and converted to JS once per segment value. When the
+isolate does not keep the shell (TTL 0, or a split it cannot trust), HTMLRewriter injects per
+request, calling one isolate-wide proxy through a plain JS handler object.
 """
 
 from __future__ import annotations
@@ -16,15 +20,16 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from js import Headers, HTMLRewriter, Object, Request, Response, fetch
+from js import Blob, Headers, HTMLRewriter, Object, Request, Response, fetch
 from pyodide.ffi import JsException, create_proxy, to_js
 
 from . import identity, inject, schema
 from .config import Config, load_config
+from .memo import TtlMemo
 from .metrics import RequestRecord
 from .profile import Audience, audience_for
 from .segments import EMPTY_LEVEL, LEVELS, chain_for, ids_from
-from .shell import ShellSource, ShellStore
+from .shell import PreparedShell, ShellSource, ShellStore
 
 __all__ = ["handle"]
 
@@ -37,6 +42,8 @@ _UNAVAILABLE_PAGE = (
 
 # Shelves prepared for injection, per segment value; a few hundred segments per isolate at most.
 _SHELF_MEMO_SIZE = 512
+# Segment values (or their absence) an isolate keeps for SEGMENT_MEMO_TTL seconds.
+_SEGMENT_MEMO_SIZE = 1024
 
 
 def _js_object(pairs: list[tuple[str, Any]]) -> Any:
@@ -44,19 +51,24 @@ def _js_object(pairs: list[tuple[str, Any]]) -> Any:
 
 
 class _Prepared:
-    """A shelf and its HTMLRewriter handler prototype, built once per segment value.
+    """A shelf as ready JS Blobs and as an HTMLRewriter handler prototype, built once per
+    segment value.
 
     The prototype is a plain JS object holding the isolate's element function and the shelf's
     HTML as JS ``[html, {html: true}]`` argument arrays; each request's handler is
     ``Object.create(proto)``: one FFI call, no proxy, and no string crossing the FFI.
     """
 
-    __slots__ = ("proto", "shelf")
+    __slots__ = ("cards_blob", "proto", "script_blob", "shelf")
 
     def __init__(self, shelf: inject.Shelf, iso: _Isolate) -> None:
         self.shelf = shelf
         script = inject.script_html(shelf)
-        cards = to_js([inject.cards_html(shelf.ids) + script, iso.html_opts]) if shelf.ids else None
+        cards_text = inject.cards_html(shelf.ids) + script if shelf.ids else None
+        # For prepared shells (shell.PreparedShell): the same HTML as ready JS Blobs.
+        self.script_blob = Blob.new(to_js([script]))
+        self.cards_blob = Blob.new(to_js([cards_text])) if cards_text is not None else None
+        cards = to_js([cards_text, iso.html_opts]) if cards_text is not None else None
         self.proto = _js_object(
             [
                 ("element", iso.element_fn),
@@ -80,6 +92,9 @@ class _Isolate:
         # Every request's HTMLRewriter handler calls it; it lives as long as the isolate.
         self.element_fn = create_proxy(_inject_into_slot, capture_this=True)
         self.shelves: dict[tuple[int, str, str], _Prepared] = {}
+        self.segments: TtlMemo[str, str | None] = TtlMemo(
+            self.config.segment_memo_ttl_s, _SEGMENT_MEMO_SIZE
+        )
         self.response_inits: dict[str, Any] = {}
         self.no_shelf = _Prepared(inject.Shelf([], "", EMPTY_LEVEL, self.config.schema), self)
         self.shells = ShellStore(
@@ -241,10 +256,12 @@ async def _personalize(
     )
     pointer_promise = iso.shells.pointer_promise(shell_name)
     request_origin = f"{parts.scheme}://{parts.netloc}"
-    cache_promise = None
+    cache_key, cache_promise, kept = "", None, None
     if pointer_promise is None:
         version, shell_path = iso.shells.resolve_pointer(shell_name, None, False, parts.path)
-        cache_key, cache_promise = iso.shells.cache_lookup(request_origin, shell_name, version)
+        kept = iso.shells.prepared(request_origin, shell_name, version)
+        if kept is None:
+            cache_key, cache_promise = iso.shells.cache_lookup(request_origin, shell_name, version)
 
     # 3. Profile -> audience -> segment chain. A failure here costs the shelf, not the page.
     kv_started = time.perf_counter()
@@ -263,7 +280,9 @@ async def _personalize(
             pointer_text = None
         record.kv_read("hit" if pointer_text is not None else "miss")
         version, shell_path = iso.shells.resolve_pointer(shell_name, pointer_text, True, parts.path)
-        cache_key, cache_promise = iso.shells.cache_lookup(request_origin, shell_name, version)
+        kept = iso.shells.prepared(request_origin, shell_name, version)
+        if kept is None:
+            cache_key, cache_promise = iso.shells.cache_lookup(request_origin, shell_name, version)
 
     try:
         prepared = await _shelf(iso, audience, record)
@@ -274,11 +293,17 @@ async def _personalize(
     shelf = prepared.shelf
     record.kv_ms = (time.perf_counter() - kv_started) * 1000
 
-    # 4. The shell: cache, else origin / KV backup (filled into the cache via waitUntil).
+    # 4. The shell: the isolate's prepared copy, else the cache, else origin / KV backup (filled
+    #    into the cache via waitUntil), prepared for the next requests when the isolate keeps it.
     shell_started = time.perf_counter()
-    shell = await _shell(
-        iso, ctx, cache_promise, cache_key, shell_name, version, shell_path, record
-    )
+    if kept is not None:
+        shell: ShellSource | None = ShellSource(None, kept.content_type, "memory", version)
+    else:
+        shell = await _shell(
+            iso, ctx, cache_promise, cache_key, shell_name, version, shell_path, record
+        )
+        if shell is not None and isinstance(shell.body, str):
+            kept = await _prepare(iso, request_origin, shell_name, shell, record)
     record.shell_ms = (time.perf_counter() - shell_started) * 1000
     if shell is None:
         return _unavailable()
@@ -286,9 +311,13 @@ async def _personalize(
 
     # 5. Inject and answer. The Response copies the isolate's prebuilt headers.
     method = record.method
-    base = Response.new(
-        None if method == "HEAD" else shell.body, iso.response_init(shell.content_type)
-    )
+    if method == "HEAD":
+        body = None
+    elif kept is not None:
+        body = kept.page(prepared.cards_blob, prepared.script_blob)
+    else:
+        body = shell.body
+    base = Response.new(body, iso.response_init(shell.content_type))
     out = base.headers
     out.set("server-timing", _server_timing(record, shell.source))
     if set_cookie is not None:
@@ -298,7 +327,7 @@ async def _personalize(
             "x-edgeshelf-debug",
             f"segment={shelf.segment}; fallback={LEVELS[shelf.fallback]}; shell={shell.source}",
         )
-    if method == "HEAD":
+    if method == "HEAD" or kept is not None:
         return base
     handler = Object.create(prepared.proto)
     return HTMLRewriter.new().on(inject.SLOT_SELECTOR, handler).transform(base)
@@ -336,12 +365,20 @@ async def _audience(
 
 async def _shelf(iso: _Isolate, audience: Any, record: RequestRecord) -> _Prepared:
     seg_schema = iso.config.schema
+    memo = iso.segments
     for step in chain_for(audience, seg_schema):
-        try:
-            text = await iso.kv.get(step.key, iso.text_opts)
-        except JsException as exc:
-            record.errors.append(f"kv-segment: {exc.name}")
-            text = None
+        remembered = memo.get(step.key, time.monotonic())
+        if remembered is not None:
+            text = remembered.value
+            record.memo_reads += 1
+        else:
+            try:
+                text = await iso.kv.get(step.key, iso.text_opts)
+            except JsException as exc:  # not kept: the next request tries KV again
+                record.errors.append(f"kv-segment: {exc.name}")
+                text = None
+            else:
+                memo.put(step.key, text if isinstance(text, str) else None, time.monotonic())
         # A segment value seen before was valid then and is valid now: same text, same shelf.
         memo_key = (step.level, step.key, text) if isinstance(text, str) else None
         prepared = iso.shelves.get(memo_key) if memo_key is not None else None
@@ -351,7 +388,8 @@ async def _shelf(iso: _Isolate, audience: Any, record: RequestRecord) -> _Prepar
                 shelf = inject.Shelf(ids, step.segment, step.level, seg_schema)
                 prepared = iso.prepare(memo_key, shelf)
         outcome = "hit" if prepared is not None else ("miss" if text is None else "invalid")
-        record.kv_read(outcome)
+        if remembered is None:
+            record.kv_read(outcome)
         record.segment_reads.append(outcome)
         if prepared is not None:
             record.segment, record.fallback = step.segment, step.level
@@ -371,5 +409,23 @@ async def _shell(
         cached = None
     if cached is not None:
         ctype = cached.headers.get("content-type") or "text/html; charset=utf-8"
-        return ShellSource(cached.body, ctype, "cache", version)
+        # Read whole when the isolate will keep it prepared; streamed through otherwise.
+        body = await cached.text() if iso.shells.keeps_prepared else cached.body
+        return ShellSource(body, ctype, "cache", version)
     return await iso.shells.fill(ctx, cache_key, name, version, path, record.errors)
+
+
+async def _prepare(
+    iso: _Isolate, origin: str, name: str, shell: ShellSource, record: RequestRecord
+) -> PreparedShell | None:
+    """Keep a shell split around its slot; on any trouble this request uses the rewriter."""
+    if not iso.shells.keeps_prepared:
+        return None
+    try:
+        kept = await iso.shells.prepare(origin, name, shell.version, shell.body, shell.content_type)
+    except JsException as exc:
+        record.errors.append(f"shell-prepare: {exc.name}")
+        return None
+    if kept is None:
+        record.errors.append("shell-prepare: split not trusted")
+    return kept

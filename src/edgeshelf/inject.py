@@ -20,6 +20,8 @@ __all__ = [
     "Shelf",
     "cards_html",
     "script_html",
+    "split_marked",
+    "split_markers",
 ]
 
 SLOT_ATTR: Final = "data-edgeshelf-slot"
@@ -64,3 +66,36 @@ def cards_html(ids: list[str]) -> str:
         '<h2 id="shelf-title">Picked for you</h2>'
         f'<ul class="row es-rendered" id="edgeshelf-cards">{items}</ul>'
     )
+
+
+def split_markers(nonce: str) -> tuple[str, str, str]:
+    """Three HTML comments no shell contains: slot start, slot end, and replaced content."""
+    return (
+        f"<!--edgeshelf-split-{nonce}-start-->",
+        f"<!--edgeshelf-split-{nonce}-end-->",
+        f"<!--edgeshelf-split-{nonce}-inner-->",
+    )
+
+
+def split_marked(
+    prepended: str, replaced: str, markers: tuple[str, str, str]
+) -> tuple[str, str, str] | None:
+    """``(before, inner, after)`` of the first slot, from two passes of the HTML rewriter.
+
+    ``prepended`` is the shell with ``markers[0]`` prepended to the slot's content and
+    ``markers[1]`` appended to it; ``replaced`` is the shell with the slot's content replaced by
+    ``markers[2]``. The split is trusted only if each marker is there exactly once, in order, and
+    the second pass agrees with the first; then ``before + shelf + after`` (cards) and
+    ``before + inner + script + after`` are the rewriter's own output for any shelf. Otherwise
+    None, and the caller runs the rewriter per request instead.
+    """
+    start, end, inner_mark = markers
+    if prepended.count(start) != 1 or prepended.count(end) != 1:
+        return None
+    before, rest = prepended.split(start)
+    if end not in rest:
+        return None
+    inner, after = rest.split(end)
+    if replaced != before + inner_mark + after:
+        return None
+    return before, inner, after

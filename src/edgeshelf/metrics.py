@@ -39,7 +39,8 @@ class RequestRecord:
     segment_reads: list[str] = field(default_factory=list)  # "hit"/"miss"/"invalid" per step
     kv_reads: int = 0
     kv_misses: int = 0
-    shell: str = "none"  # cache | origin | kv-backup | none
+    memo_reads: int = 0  # segment reads answered from isolate memory (not KV reads)
+    shell: str = "none"  # memory | cache | origin | kv-backup | none
     shell_version: str = ""
     status: int = 200
     kv_ms: float = 0.0
@@ -68,6 +69,7 @@ class RequestRecord:
                 "segment_reads": self.segment_reads,
                 "kv_reads": self.kv_reads,
                 "kv_misses": self.kv_misses,
+                "memo_reads": self.memo_reads,
                 "shell": self.shell,
                 "shell_version": self.shell_version,
                 "status": self.status,

@@ -1,18 +1,27 @@
-"""The page shell: Cache API first, origin on a miss, the last-known-good copy in KV last.
+"""The page shell: isolate memory, then the Cache API, origin on a miss, the last-known-good
+copy in KV last.
 
 FFI module (runs only in workerd). Pure rules — which headers survive, what counts as a usable
-shell — live in ``shellrules`` so CPython tests cover them.
+shell, where a shell splits around its slot — live in ``shellrules`` and ``inject`` so CPython
+tests cover them.
+
+A shell version is immutable (its cache key carries the version), so an isolate keeps the one it
+served, split around its slot, for as long as it keeps the shell pointer (``SHELL_POINTER_TTL``).
+Requests then build their page from three ready JS Blobs and the shelf's, with no Cache API
+read and no HTML parse per request; the rewriter runs twice per version and TTL instead.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
-from js import AbortSignal, Headers, Object, Response, caches, fetch
-from pyodide.ffi import JsException, to_js
+from js import AbortSignal, Array, Blob, Headers, HTMLRewriter, Object, Response, caches, fetch
+from pyodide.ffi import JsException, create_proxy, to_js
 
-from . import schema
+from . import inject, schema
+from .memo import TtlMemo
 from .shellrules import (
     CACHE_CONTROL_SHELL,
     NO_POINTER_VERSION,
@@ -21,10 +30,13 @@ from .shellrules import (
     usable_shell,
 )
 
-__all__ = ["ShellSource", "ShellStore"]
+__all__ = ["PreparedShell", "ShellSource", "ShellStore"]
 
 # Distinct (host, shell, version) triples an isolate sees; a bound against odd Host headers.
 _CACHE_KEY_MEMO_SIZE = 256
+# Prepared shells an isolate keeps (a shell is at most MAX_SHELL_BYTES, 5 MB).
+_PREPARED_MEMO_SIZE = 4
+_HTML_TYPE = "text/html; charset=utf-8"
 
 
 def _js_object(pairs: list[tuple[str, Any]]) -> Any:
@@ -41,6 +53,76 @@ class ShellSource:
         self.content_type = content_type
         self.source = source
         self.version = version
+
+
+def _blob(*parts: Any) -> Any:
+    """A JS Blob of the given parts (Python text is encoded once, Blobs are referenced)."""
+    return Blob.new(Array.of(*parts))
+
+
+class PreparedShell:
+    """A shell version split around its first slot, as JS Blobs ready to concatenate.
+
+    ``page(cards, script)`` is byte for byte what the HTML rewriter would make of the shell for
+    that shelf (the split is checked against two rewriter passes when it is made), and costs one
+    Blob of three references per request instead of a parse of the whole shell.
+    """
+
+    __slots__ = ("after", "before", "before_inner", "cards_slot", "content_type", "whole")
+
+    def __init__(
+        self, parts: tuple[str, str, str] | None, text: str, cards_slot: bool, content_type: str
+    ) -> None:
+        self.content_type = content_type
+        self.cards_slot = cards_slot
+        if parts is None:  # no slot: the shell as it is
+            self.whole = _blob(text)
+            self.before = self.before_inner = self.after = None
+        else:
+            before, inner, after = parts
+            self.whole = None
+            self.before = _blob(before)
+            self.before_inner = _blob(self.before, inner)
+            self.after = _blob(after)
+
+    def page(self, cards: Any, script: Any) -> Any:
+        """The page for a shelf: ``cards`` (its cards and payload, or None) or ``script``."""
+        if self.whole is not None:
+            return self.whole
+        if cards is not None and self.cards_slot:
+            return _blob(self.before, cards, self.after)
+        return _blob(self.before_inner, script, self.after)
+
+
+class _SplitPass:
+    """One-off HTMLRewriter handler marking the first slot (see ``inject.split_marked``)."""
+
+    def __init__(self, markers: tuple[str, str, str], replace: bool, html_opts: Any) -> None:
+        self.markers = markers
+        self.replace = replace
+        self.html_opts = html_opts
+        self.done = False
+        self.cards = False
+
+    def element(self, el: Any) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.cards = el.getAttribute(inject.RENDER_ATTR) == "cards"
+        if self.replace:
+            el.setInnerContent(self.markers[2], self.html_opts)
+        else:
+            el.prepend(self.markers[0], self.html_opts)
+            el.append(self.markers[1], self.html_opts)
+
+
+async def _rewrite(text: str, handler: _SplitPass) -> str:
+    proxy = create_proxy(handler)
+    try:
+        out = HTMLRewriter.new().on(inject.SLOT_SELECTOR, proxy).transform(Response.new(text))
+        return str(await out.text())
+    finally:
+        proxy.destroy()
 
 
 class ShellStore:
@@ -60,6 +142,38 @@ class ShellStore:
         # so the hot path makes one FFI call for its lookup and validates/quotes nothing.
         self._cache = caches.default
         self._cache_keys: dict[tuple[str, str, str], str] = {}
+        self._prepared: TtlMemo[tuple[str, str, str], PreparedShell] = TtlMemo(
+            pointer_ttl_s, _PREPARED_MEMO_SIZE
+        )
+        self._markers = inject.split_markers(uuid.uuid4().hex)
+        self._html_opts = _js_object([("html", True)])
+
+    @property
+    def keeps_prepared(self) -> bool:
+        """Whether shells are kept split in isolate memory (``SHELL_POINTER_TTL`` > 0)."""
+        return self._prepared.enabled
+
+    def prepared(self, origin: str, name: str, version: str) -> PreparedShell | None:
+        """The isolate's split copy of a shell version, while it is fresh."""
+        entry = self._prepared.get((origin, name, version), time.monotonic())
+        return entry.value if entry is not None else None
+
+    async def prepare(
+        self, origin: str, name: str, version: str, text: str, content_type: str
+    ) -> PreparedShell | None:
+        """Split a shell around its slot and keep it; None when the split cannot be trusted."""
+        first = _SplitPass(self._markers, False, self._html_opts)
+        prepended = await _rewrite(text, first)
+        if not first.done:
+            parts = None  # no slot: served as it is
+        else:
+            replaced = await _rewrite(text, _SplitPass(self._markers, True, self._html_opts))
+            parts = inject.split_marked(prepended, replaced, self._markers)
+            if parts is None:
+                return None
+        shell = PreparedShell(parts, text, first.cards, content_type)
+        self._prepared.put((origin, name, version), shell, time.monotonic())
+        return shell
 
     def pointer_promise(self, name: str) -> Any | None:
         """A KV read of the shell pointer, or None while the isolate's copy is fresh."""

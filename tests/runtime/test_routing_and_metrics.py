@@ -54,7 +54,7 @@ def test_one_json_log_line_per_request(stack, uid):
     assert rec["profile"] == "kv"
     assert rec["profile_read"] == "hit"
     assert rec["segment_reads"] == ["hit"]
-    assert rec["shell"] in {"cache", "origin", "kv-backup"}
+    assert rec["shell"] in {"memory", "cache", "origin", "kv-backup"}
     assert rec["kv_misses"] <= rec["kv_reads"]
     assert rec["errors"] == []
     assert uid not in json.dumps(logs), "the Worker never logs visitor IDs"

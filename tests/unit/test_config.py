@@ -26,6 +26,7 @@ _NAMES = (
     "ORIGIN_TIMEOUT_MS",
     "DEBUG_HEADERS",
     "SHELL_POINTER_TTL",
+    "SEGMENT_MEMO_TTL",
 )
 GOOD = {"ORIGIN_URL": "https://origin.example"}
 
@@ -70,6 +71,7 @@ def test_every_variable_is_read() -> None:
             ORIGIN_TIMEOUT_MS=2500,
             DEBUG_HEADERS="true",
             SHELL_POINTER_TTL="0",
+            SEGMENT_MEMO_TTL="30",
         )
     )
     assert cfg == Config(
@@ -81,6 +83,7 @@ def test_every_variable_is_read() -> None:
         origin_timeout_ms=2500,
         debug_headers=True,
         pointer_ttl_s=0.0,
+        segment_memo_ttl_s=30.0,
     )
 
 
@@ -100,6 +103,9 @@ def test_every_variable_is_read() -> None:
         ("SHELL_POINTER_TTL", "-1", "pointer_ttl_s", 0.0),
         ("SHELL_POINTER_TTL", "301", "pointer_ttl_s", 300.0),
         ("SHELL_POINTER_TTL", "soon", "pointer_ttl_s", 10.0),
+        ("SEGMENT_MEMO_TTL", "-5", "segment_memo_ttl_s", 0.0),
+        ("SEGMENT_MEMO_TTL", "3600", "segment_memo_ttl_s", 300.0),
+        ("SEGMENT_MEMO_TTL", "1.5", "segment_memo_ttl_s", 10.0),
         ("COOKIE_NAME", "bad name", "cookie_name", "es_uid"),
         ("COOKIE_NAME", "a;b", "cookie_name", "es_uid"),
         ("COOKIE_NAME", "a=b", "cookie_name", "es_uid"),

@@ -139,3 +139,56 @@ def test_cards_html_of_an_empty_shelf() -> None:
         '<h2 id="shelf-title">Picked for you</h2>'
         '<ul class="row es-rendered" id="edgeshelf-cards"></ul>'
     )
+
+
+# --- the split of a shell around its slot ---------------------------------------------------
+
+MARKERS = inject.split_markers("n0nce")
+START, END, INNER = MARKERS
+
+
+def test_split_markers_are_html_comments_carrying_the_nonce() -> None:
+    assert len(set(MARKERS)) == 3
+    for marker in MARKERS:
+        assert marker.startswith("<!--")
+        assert marker.endswith("-->")
+        assert "n0nce" in marker
+    assert inject.split_markers("other") != MARKERS
+
+
+def test_split_marked_of_a_plain_slot() -> None:
+    prepended = f"<body><div slot>{START}<p>default</p>{END}</div></body>"
+    replaced = f"<body><div slot>{INNER}</div></body>"
+    assert inject.split_marked(prepended, replaced, MARKERS) == (
+        "<body><div slot>",
+        "<p>default</p>",
+        "</div></body>",
+    )
+
+
+_no_markers = st.text(max_size=40).filter(lambda t: "<!--" not in t)
+
+
+@FAST
+@given(_no_markers, _no_markers, _no_markers)
+def test_split_marked_recovers_any_before_inner_after(before: str, inner: str, after: str) -> None:
+    """Whatever surrounds the slot, the split gives back exactly the three parts."""
+    prepended = before + START + inner + END + after
+    replaced = before + INNER + after
+    assert inject.split_marked(prepended, replaced, MARKERS) == (before, inner, after)
+
+
+def test_split_marked_refuses_what_it_cannot_trust() -> None:
+    """Missing, repeated or reordered markers, or passes that disagree: no split."""
+    good_replaced = f"a{INNER}c"
+    cases = [
+        ("abc", "abc"),  # no slot: the caller serves the shell whole instead
+        (f"a{START}b", good_replaced),  # end marker missing
+        (f"a{START}{START}b{END}c", good_replaced),  # the shell itself contains the marker
+        (f"a{START}b{END}c{END}", good_replaced),
+        (f"a{END}b{START}c", good_replaced),  # reordered
+        (f"a{START}b{END}c", "a-c"),  # the replacing pass put its marker elsewhere
+        (f"a{START}b{END}c", f"a{INNER}{INNER}c"),
+    ]
+    for prepended, replaced in cases:
+        assert inject.split_marked(prepended, replaced, MARKERS) is None, prepended
