@@ -392,7 +392,7 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
             + (f"; {extra:+d} over the formula" if extra else ""),
             "met": extra <= 0,
             # The builder's own per-phase rule, which the report explains.
-            "note": " (by design: one batch per phase)"
+            "note": " (deletions are batched apart from writes)"
             if extra > 0
             and first["requests_builder"] == first["requests_planned"] + first["retries"]
             else "",

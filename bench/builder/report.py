@@ -278,10 +278,12 @@ def _targets(data: dict[str, Any]) -> list[str]:
     rule = run["requests_planned"] + run["retries"]
     out += [
         "",
-        "**Requests.** The builder batches each phase on its own: segments first, then "
-        "profiles, then deletions (docs/builder.md, *Order*), so its rule is "
-        "Σ over phases of ⌈keys written in the phase / 10,000⌉ — here "
-        f"⌈{seg_w:,} / 10,000⌉ + ⌈{prof_w:,} / 10,000⌉ + ⌈{plan['delete']:,} / 10,000⌉ = "
+        "**Requests.** The builder sends its writes as one stream in fixed order, segments "
+        "then profiles (profiles top up the last segment batch, and no batch of profiles alone "
+        "goes out before every batch carrying segments was answered), then deletions on their "
+        "own endpoint (docs/builder.md, *Order*), so its rule is "
+        "⌈keys written / 10,000⌉ + ⌈keys deleted / 10,000⌉ — here "
+        f"⌈({seg_w:,} + {prof_w:,}) / 10,000⌉ + ⌈{plan['delete']:,} / 10,000⌉ = "
         f"{run['requests_planned']:,} planned — plus retries ({run['retries']}) = {rule:,}. "
         f"It made {made:,} "
         + ("(exactly that)" if made == rule else f"({made - rule:+d} against that)")
@@ -315,14 +317,9 @@ def _targets(data: dict[str, Any]) -> list[str]:
     if extra > 0:
         out += [
             "",
-            f"Against the issue's formula over all changed keys it is {extra:+d}: the last, "
-            "partly filled segment batch is not topped up with profiles. That is deliberate, "
-            "not a hot spot: every segment is confirmed before the first profile is sent "
-            "(and no profile is sent when a segment failed), so a failed run never leaves "
-            "profiles naming segments that are not there. Deletions go to another endpoint "
-            "(`bulk/delete`) and wait until every write is confirmed, so they never share a "
-            "request with writes either. The cost is at most one request per phase "
-            f"({extra:,} of {made:,} here).",
+            f"Against the issue's formula over all changed keys it is {extra:+d}: deletions go "
+            "to another endpoint (`bulk/delete`) and wait until every write is confirmed, so "
+            "they never share a request with writes.",
         ]
     return out
 
