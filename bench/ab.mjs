@@ -1,8 +1,10 @@
 // A/B tool for optimising the Worker: two source trees of edgeshelf side by side in one workerd
-// (with the Python floor and the JS peer as references), alternating wrk cells, medians.
+// (with the Python floor and the same-algorithm JS peer as references, and the naive JS peer
+// with --naive), alternating wrk cells, medians. Every tree and --jsb script is checked against
+// the JS peer first; a mismatch prints "[ab] <key> differs from js-peer: ...".
 //
 //   node bench/ab.mjs --b /tmp/variant/src [--b /tmp/other/src ...] [--a src] [--jsb peer.mjs ...] [--visitor known|cold] [--size 10k]
-//                     [--conns 1] [--duration 3] [--reps 4]
+//                     [--conns 1] [--duration 3] [--reps 4] [--naive]
 //
 // Prints one line per Worker: p50, req/s and workerd CPU per request. Not part of the report;
 // a quick way to see whether a change to src/ pays before running the full benchmark.
@@ -21,6 +23,7 @@ const { values } = parseArgs({
     conns: { type: "string", default: "1" },
     duration: { type: "string", default: "3" },
     reps: { type: "string", default: "4" },
+    naive: { type: "boolean", default: false },
   },
 });
 const log = (...args) => console.error("[ab]", ...args);
@@ -28,6 +31,7 @@ const log = (...args) => console.error("[ab]", ...args);
 const targets = [
   { key: "py-floor", id: "py-floor", kind: "floor" },
   { key: "js-peer", id: "js-peer", kind: "read-path" },
+  ...(values.naive ? [{ key: "js-naive", id: "js-naive", kind: "read-path", parity: "body" }] : []),
   { key: "a", id: "edgeshelf", kind: "read-path", srcDir: path.resolve(values.a) },
   ...values.b.map((dir, i) => ({
     key: values.b.length > 1 ? `b${i + 1}` : "b", id: "edgeshelf", kind: "read-path",

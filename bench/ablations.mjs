@@ -1,12 +1,19 @@
-// Where the time goes, by ablation: copies of edgeshelf's Worker and of the JavaScript peer with
-// one part of the read path cut out (the log line, the HTMLRewriter injection, the two KV
-// reads), plus the optimisations that were tried and not kept, all side by side in one workerd
-// with the floors; the difference to the full Worker is what that part costs.
+// Where the time goes, by ablation: copies of edgeshelf's Worker and of both JavaScript peers
+// (same algorithm, naive) with one part of the read path cut out (the log line, the injection,
+// the KV reads), plus the optimisations that were tried and not kept, all side by side in one
+// workerd with the floors; the difference to the full Worker is what that part costs.
 //
 //   node bench/ablations.mjs [--out docs/bench-ablations.json] [--reps 4] [--duration 3]
 //
-// Variants are generated under .edgeshelf/ablate/ by textual patches of src/ and
-// bench/workers/jspeer.mjs; a patch that no longer applies stops the run (update it here).
+// Variants are generated under .edgeshelf/ablate/ by textual patches of src/ (handler.py unless
+// a patch names another file), bench/workers/jspeer.mjs and bench/workers/jsnaive.mjs; a patch
+// that no longer applies stops the run (update it here).
+//
+// edgeshelf and the same-algorithm peer keep segment values and the split shell in isolate
+// memory, so in the measured steady state (known user, one shell) they read one KV key (the
+// profile) and build the page from kept Blobs with no HTMLRewriter pass; the naive peer reads
+// the profile and the segment and streams the cached shell through HTMLRewriter. The cuts take
+// out what each Worker does per request (bench/notes/method.md).
 import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -24,34 +31,45 @@ const log = (...args) => console.error("[ablate]", ...args);
 const WORK = path.join(ROOT, ".edgeshelf", "ablate");
 const HANDLER = "edgeshelf/handler.py";
 const PEER = path.join(ROOT, "bench", "workers", "jspeer.mjs");
+const NAIVE = path.join(ROOT, "bench", "workers", "jsnaive.mjs");
 const PROFILE_JSON = '{"affinity_bucket":"music","country":"us","fv":1,"lang":"en",' +
   '"last_seen":1763900000,"recent_categories":["music","gaming"]}';
 
-// [old, new] pairs applied to src/edgeshelf/handler.py (Python) or the peer (JavaScript).
+// [old, new] pairs applied to src/edgeshelf/handler.py (or [old, new, file] to another file of
+// src/) for Python, to bench/workers/jspeer.mjs (js) and to bench/workers/jsnaive.mjs (naive).
 const CUTS = {
   "no-log": {
     what: "no log line (record serialised and printed)",
     py: [["    print(record.to_json())", "    pass"]],
     js: [["    console.log(JSON.stringify(record));", ""]],
+    naive: [["    console.log(JSON.stringify(record));", ""]],
   },
-  "no-rewriter": {
-    what: "no HTMLRewriter injection (the shell is returned as is)",
-    py: [['    if method == "HEAD":\n        return base', '    if method == "HEAD" or True:\n        return base']],
-    js: [["  if (head) return base;", "  if (head || true) return base;"]],
+  "no-inject": {
+    what: "no injection (edgeshelf and the JS peer serve the kept shell whole, without the " +
+      "shelf, instead of one Blob of its parts and the shelf's; the naive peer skips its " +
+      "HTMLRewriter pass)",
     skipParity: true,
+    py: [["        if parts is None:  # no slot: the shell as it is",
+      "        if True:  # ablation: the shell as it is, no shelf", "edgeshelf/shell.py"]],
+    js: [["    if (parts === null) { // no slot: the shell as it is",
+      "    if (true) { // ablation: the shell as it is, no shelf"]],
+    naive: [["  if (head) return base;", "  if (head || true) return base;"]],
   },
   "no-kv": {
-    what: "no KV reads (profile and segment come from isolate memory after the first request)",
+    what: "no KV reads (the profile is a constant; edgeshelf and the JS peer already keep " +
+      "segments and the shell pointer in isolate memory, the naive peer's segment read comes " +
+      "from isolate memory after the first request)",
     skipParity: true, // a cold visitor then gets the known user's segment
     py: [
       ["        iso.kv.get(schema.profile_key(uid), iso.text_opts)\n", "        True\n"],
       ["            profile_text = await profile_promise",
         `            profile_text = ${JSON.stringify(PROFILE_JSON)}`],
-      ["            text = await iso.kv.get(step.key, iso.text_opts)",
-        "            text = getattr(iso, '_seg', None) or await iso.kv.get(step.key, iso.text_opts)\n" +
-        "            iso._seg = text"],
     ],
     js: [
+      ["    ? iso.kv.get(USER_PREFIX + uid, iso.textOpts) : null;",
+        `    ? Promise.resolve(${JSON.stringify(PROFILE_JSON)}) : null;`],
+    ],
+    naive: [
       ["    ? iso.kv.get(USER_PREFIX + uid, iso.textOpts) : null;",
         `    ? Promise.resolve(${JSON.stringify(PROFILE_JSON)}) : null;`],
       ["      text = await iso.kv.get(`${SEGMENT_PREFIX}${seg}:${cfg.schema}`, iso.textOpts);",
@@ -104,15 +122,22 @@ function pyVariant(name, patches) {
   const dir = path.join(WORK, name, "src");
   fs.rmSync(path.join(WORK, name), { recursive: true, force: true });
   fs.cpSync(path.join(ROOT, "src"), dir, { recursive: true, filter: (p) => !p.includes("__pycache__") });
-  const file = path.join(dir, HANDLER);
-  fs.writeFileSync(file, patched(fs.readFileSync(file, "utf8"), patches, `${name}/${HANDLER}`));
+  const byFile = new Map();
+  for (const [oldText, newText, rel = HANDLER] of patches) {
+    byFile.set(rel, [...(byFile.get(rel) ?? []), [oldText, newText]]);
+  }
+  for (const [rel, filePatches] of byFile) {
+    const file = path.join(dir, rel);
+    fs.writeFileSync(file, patched(fs.readFileSync(file, "utf8"), filePatches, `${name}/${rel}`));
+  }
   return dir;
 }
 
-function jsVariant(name, patches) {
+function jsVariant(name, patches, source = PEER) {
   fs.mkdirSync(WORK, { recursive: true });
   const file = path.join(WORK, `${name}.mjs`);
-  fs.writeFileSync(file, patched(fs.readFileSync(PEER, "utf8"), patches, `${name} (jspeer.mjs)`));
+  const where = `${name} (${path.basename(source)})`;
+  fs.writeFileSync(file, patched(fs.readFileSync(source, "utf8"), patches, where));
   return file;
 }
 
@@ -120,6 +145,8 @@ const targets = [
   { key: "py-floor", id: "py-floor", kind: "floor", lang: "python", variant: "floor" },
   { key: "js-floor", id: "js-floor", kind: "floor", lang: "js", variant: "floor" },
   { key: "js-peer", id: "js-peer", kind: "read-path", lang: "js", variant: "full" },
+  { key: "js-naive", id: "js-naive", kind: "read-path", lang: "js-naive", variant: "full",
+    parity: "body" },
   { key: "edgeshelf", id: "edgeshelf", kind: "read-path", lang: "python", variant: "full",
     srcDir: path.join(ROOT, "src") },
 ];
@@ -128,6 +155,9 @@ for (const [name, cut] of Object.entries(CUTS)) {
     srcDir: pyVariant(`py-${name}`, cut.py), skipParity: cut.skipParity });
   targets.push({ key: `js-${name}`, id: "js-peer", kind: "read-path", lang: "js", variant: name,
     srcDir: jsVariant(`js-${name}`, cut.js), skipParity: cut.skipParity });
+  targets.push({ key: `naive-${name}`, id: "js-naive", kind: "read-path", lang: "js-naive",
+    variant: name, srcDir: jsVariant(`naive-${name}`, cut.naive, NAIVE), skipParity: cut.skipParity,
+    parity: "body" });
 }
 for (const [name, exp] of Object.entries(EXPERIMENTS)) {
   targets.push({ key: `exp-${name}`, id: "edgeshelf", kind: "read-path", lang: "python",

@@ -1,6 +1,8 @@
-// The edge benchmark: edgeshelf's Worker against a JavaScript Worker with the same read path
-// and against passthrough floors in both languages, side by side in ONE Miniflare (one workerd
-// process), driven by wrk over loopback; then cold starts, each in a fresh workerd.
+// The edge benchmark: edgeshelf's Worker against a JavaScript Worker with the same algorithm
+// (bench/workers/jspeer.mjs), a naive JavaScript Worker (bench/workers/jsnaive.mjs: KV, cache
+// match and HTMLRewriter per request) and passthrough floors in both languages, side by side in
+// ONE Miniflare (one workerd process), driven by wrk over loopback; then cold starts, each in a
+// fresh workerd.
 //
 //   node bench/edge.mjs [--smoke] [--duration S] [--reps N] [--sizes 10k,100k,1m]
 //                       [--conns 1,8] [--out docs/bench-edge.json] [--no-cold] [--no-profile]
@@ -94,8 +96,10 @@ function cellsFor(rep, size, conns) {
     { target: "py-floor", visitor: "any" },
     { target: "js-floor", visitor: "any" },
     { target: "js-peer", visitor: "known" },
+    { target: "js-naive", visitor: "known" },
     { target: "edgeshelf", visitor: "known" },
     { target: "js-peer", visitor: "cold" },
+    { target: "js-naive", visitor: "cold" },
     { target: "edgeshelf", visitor: "cold" },
   ].map((c) => ({ ...c, size, conns }));
   const shift = (rep * 5 + conns + size.length) % cells.length;
@@ -105,14 +109,18 @@ function cellsFor(rep, size, conns) {
 async function sideBySide(opts) {
   const targets = TARGETS.map((t) => ({ ...t, key: t.id }));
   const { stack, urls, workerdPid, stdio } = await startBench(targets, { log });
-  const result = { runs: [], parity: [], warmup_s: opts.warmS };
+  const result = { runs: [], parity: [], parity_naive: [], warmup_s: opts.warmS };
   try {
     for (const size of opts.sizes) {
       log(`filling caches with the ${size} shell`);
       await fillCaches(stack.origin, targets, urls, size);
       result.parity.push(...(await parity(urls, size)));
+      // The naive peer reports its own shell source (desc=cache): bodies must still match.
+      result.parity_naive.push(
+        ...(await parity(urls, size, "edgeshelf", "js-naive", { bodyOnly: true })),
+      );
     }
-    const bad = result.parity.filter((p) => !p.ok);
+    const bad = [...result.parity, ...result.parity_naive].filter((p) => !p.ok);
     if (bad.length) log("PARITY MISMATCH", JSON.stringify(bad, null, 2));
     if (opts.warmS > 0) log("warming up");
     for (const size of opts.warmS > 0 ? opts.sizes : []) {
@@ -120,7 +128,7 @@ async function sideBySide(opts) {
         await measure(cell, urls, workerdPid, opts.warmS);
       }
     }
-    const total = opts.reps * opts.sizes.length * opts.conns.length * 6;
+    const total = opts.reps * opts.sizes.length * opts.conns.length * cellsFor(0, "", 0).length;
     let done = 0;
     for (let rep = 0; rep < opts.reps; rep++) {
       for (const size of opts.sizes) {
@@ -184,7 +192,7 @@ async function main() {
   fs.mkdirSync(path.dirname(opts.out), { recursive: true });
   fs.writeFileSync(opts.out, `${JSON.stringify({ meta, ...edge, cold_start: cold, profile }, null, 1)}\n`);
   log(`wrote ${path.relative(process.cwd(), opts.out)} in ${meta.elapsed_s} s`);
-  if (edge.parity.some((p) => !p.ok)) process.exitCode = 3;
+  if ([...edge.parity, ...edge.parity_naive].some((p) => !p.ok)) process.exitCode = 3;
 }
 
 main().catch((err) => {

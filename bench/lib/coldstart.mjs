@@ -12,7 +12,7 @@ import { CLK_TCK, cpuTicks, freePort, workerdPids } from "./proc.mjs";
 import { targetOptions } from "./targets.mjs";
 
 const HOST = "127.0.0.1";
-const ORDER = ["js-floor", "js-peer", "py-floor", "edgeshelf"];
+const ORDER = ["js-floor", "js-peer", "js-naive", "py-floor", "edgeshelf"];
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);

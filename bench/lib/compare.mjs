@@ -9,8 +9,9 @@ const median = (xs) => {
 };
 
 /**
- * `targets`: [{key, id, kind, srcDir?}]. Every target with a `srcDir` is parity-checked
- * against `parityWith` (a key) unless it sets `skipParity`. Resolves to
+ * `targets`: [{key, id, kind, srcDir?, parity?}]. Every target with a `srcDir` (or a `parity`)
+ * is parity-checked against `parityWith` (a key) unless it sets `skipParity`; `parity: "body"`
+ * compares status and bodies only (the naive JS peer). Resolves to
  * {key: {p50_ms, p99_ms, rps, cpu_ms, p50s_ms, parity}}.
  */
 export async function compareTargets(targets, {
@@ -20,8 +21,10 @@ export async function compareTargets(targets, {
   try {
     await fillCaches(stack.origin, targets, urls, size);
     const parityOk = {};
-    for (const t of targets.filter((x) => x.srcDir && !x.skipParity && x.key !== parityWith)) {
-      const bad = (await parity(urls, size, t.key, parityWith)).filter((p) => !p.ok);
+    const checked = (x) => (x.srcDir || x.parity) && !x.skipParity && x.key !== parityWith;
+    for (const t of targets.filter(checked)) {
+      const bodyOnly = t.parity === "body";
+      const bad = (await parity(urls, size, t.key, parityWith, { bodyOnly })).filter((p) => !p.ok);
       parityOk[t.key] = bad.length === 0;
       if (bad.length) log(`${t.key} differs from ${parityWith}:`, JSON.stringify(bad).slice(0, 600));
     }

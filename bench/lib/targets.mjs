@@ -12,7 +12,13 @@ const JS_COMPAT_DATE = "2024-11-01"; // the offline runtime's date, used for the
 export const TARGETS = [
   { id: "py-floor", label: "Python passthrough", lang: "python", kind: "floor" },
   { id: "js-floor", label: "JavaScript passthrough", lang: "js", kind: "floor" },
-  { id: "js-peer", label: "JavaScript read path", lang: "js", kind: "read-path" },
+  // The same algorithm as edgeshelf (isolate memory for segments and the split shell): the
+  // like-for-like peer, checked against edgeshelf byte for byte.
+  { id: "js-peer", label: "JavaScript read path (same algorithm)", lang: "js", kind: "read-path" },
+  // The read path as a JavaScript team would first write it (KV, cache match and HTMLRewriter
+  // per request): a second reference, checked against edgeshelf by body only.
+  { id: "js-naive", label: "JavaScript read path (naive)", lang: "js", kind: "read-path",
+    parity: "body" },
   { id: "edgeshelf", label: "edgeshelf (Python)", lang: "python", kind: "read-path" },
 ];
 
@@ -30,7 +36,7 @@ function jsWorker(name, file, { kvNamespaces, bindings, socket }) {
 
 /**
  * Miniflare options for one target; `socket` ({host, port}) adds a direct socket. `srcDir`
- * replaces edgeshelf's source tree (or, for the JS peer, its script) for A/B comparisons.
+ * replaces edgeshelf's source tree (or, for a JS peer, its script) for A/B comparisons.
  */
 export function targetOptions(id, { bindings, socket, name = `bench-${id}`, srcDir }) {
   const config = readWranglerConfig();
@@ -50,6 +56,8 @@ export function targetOptions(id, { bindings, socket, name = `bench-${id}`, srcD
       return jsWorker(name, "jsfloor.mjs", { kvNamespaces, bindings, socket });
     case "js-peer":
       return jsWorker(name, srcDir ?? "jspeer.mjs", { kvNamespaces, bindings, socket });
+    case "js-naive":
+      return jsWorker(name, srcDir ?? "jsnaive.mjs", { kvNamespaces, bindings, socket });
     case "py-import":
       return probeOptions("pyimport", { name, bindings, socket });
     case "py-profile":

@@ -1,9 +1,17 @@
-// The JavaScript peer: edgeshelf's read path written the way a team would write it in
-// JavaScript, for the edge benchmark. Same configuration ([vars]), same KV reads in the same
-// order (profile and shell pointer together, the pointer memoised in isolate memory, then the
+// The JavaScript peer: edgeshelf's read path written in JavaScript with the same algorithm, for
+// the edge benchmark (the like-for-like "equivalent JavaScript Worker"). Same configuration
+// ([vars]), same KV reads in the same order (profile and shell pointer together, then the
 // segment fallback chain one read at a time), same validation of what KV returns, same cache
-// key and origin fill, same response headers, the same HTMLRewriter injection (escaped cards
-// and JSON payload in the first slot) and the same one JSON log line per request.
+// key and origin fill, same response headers and bodies, the same one JSON log line per request,
+// and the same isolate memory as edgeshelf's Worker (src/edgeshelf/handler.py, shell.py):
+//  - segment values (or their absence) are kept SEGMENT_MEMO_TTL seconds, at most 1024 keys;
+//    a memo answer is not a KV read and counts in `memo_reads`; read errors are not kept;
+//  - the shell pointer is kept SHELL_POINTER_TTL seconds, and so is the shell itself, split
+//    around its first slot by two HTMLRewriter passes (checked, else the rewriter runs per
+//    request), as Blobs: a request on a kept shell makes no Cache API read and no HTML parse,
+//    its page is one Blob of the shell's parts and the shelf's (prepared once per segment
+//    value). SHELL_POINTER_TTL=0 keeps nothing: Cache API read and HTMLRewriter per request.
+// bench/workers/jsnaive.mjs keeps the read path as a JavaScript team would first write it.
 // It is not shipped; it exists so the benchmark compares like with like.
 
 const SEGMENT_PREFIX = "seg:";
@@ -187,6 +195,117 @@ function cardsHtml(ids) {
     `<ul class="row es-rendered" id="edgeshelf-cards">${items}</ul>`;
 }
 
+
+// --- isolate memory ---------------------------------------------------------------------------
+
+const SEGMENT_MEMO_SIZE = 1024; // segment values (or their absence) per isolate
+const SHELF_MEMO_SIZE = 512; // shelves prepared for injection, per (level, segment key)
+const PREPARED_MEMO_SIZE = 4; // shells kept split around their slot
+const HTML = { html: true };
+
+/** Values kept `ttlMs`, at most `maxSize` (the oldest stored goes first); ttl 0 keeps nothing. */
+class TtlMemo {
+  constructor(ttlMs, maxSize) {
+    this.ttlMs = Math.max(0, ttlMs);
+    this.maxSize = maxSize;
+    this.entries = new Map(); // insertion order: the first key is the oldest stored
+  }
+
+  get enabled() {
+    return this.ttlMs > 0;
+  }
+
+  /** The entry ({value, expires}) while it is fresh, else undefined (a stale one is dropped). */
+  get(key, now) {
+    const entry = this.entries.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expires > now) return entry;
+    this.entries.delete(key);
+    return undefined;
+  }
+
+  put(key, value, now) {
+    if (!this.ttlMs) return;
+    const entries = this.entries;
+    if (entries.has(key)) entries.delete(key); // set below: it is now the newest
+    else if (entries.size >= this.maxSize) entries.delete(entries.keys().next().value);
+    entries.set(key, { value, expires: now + this.ttlMs });
+  }
+}
+
+/** A shelf ready to inject: HTML strings for HTMLRewriter, the same HTML as Blobs. */
+function prepareShelf(shelf) {
+  const script = scriptHtml(shelf);
+  const cards = shelf.ids.length ? cardsHtml(shelf.ids) + script : null;
+  return {
+    shelf,
+    script,
+    cards,
+    scriptBlob: new Blob([script]),
+    cardsBlob: cards !== null ? new Blob([cards]) : null,
+  };
+}
+
+/**
+ * A shell version split around its first slot, as Blobs ready to concatenate: `page()` is byte
+ * for byte what HTMLRewriter makes of the shell for that shelf (checked when it is split).
+ */
+class PreparedShell {
+  constructor(parts, text, cardsSlot, contentType) {
+    this.contentType = contentType;
+    this.cardsSlot = cardsSlot;
+    if (parts === null) { // no slot: the shell as it is
+      this.whole = new Blob([text]);
+      this.before = this.beforeInner = this.after = null;
+    } else {
+      const [before, inner, after] = parts;
+      this.whole = null;
+      this.before = new Blob([before]);
+      this.beforeInner = new Blob([this.before, inner]);
+      this.after = new Blob([after]);
+    }
+  }
+
+  page(cards, script) {
+    if (this.whole !== null) return this.whole;
+    if (cards !== null && this.cardsSlot) return new Blob([this.before, cards, this.after]);
+    return new Blob([this.beforeInner, script, this.after]);
+  }
+}
+
+/** The shell after one HTMLRewriter pass whose handler sees only the first slot. */
+function rewriteFirstSlot(text, onFirst) {
+  let done = false;
+  return new HTMLRewriter().on(SLOT_SELECTOR, {
+    element(el) {
+      if (done) return;
+      done = true;
+      onFirst(el);
+    },
+  }).transform(new Response(text)).text();
+}
+
+const countIs1 = (text, mark) => {
+  const at = text.indexOf(mark);
+  return at >= 0 && text.indexOf(mark, at + mark.length) < 0;
+};
+
+/**
+ * [before, inner, after] of the first slot from the two passes (see inject.split_marked): each
+ * marker exactly once and in order, and the replacing pass agrees; else null.
+ */
+function splitMarked(prepended, replaced, [start, end, innerMark]) {
+  if (!countIs1(prepended, start) || !countIs1(prepended, end)) return null;
+  const s = prepended.indexOf(start);
+  const e = prepended.indexOf(end);
+  if (e < s + start.length) return null;
+  const before = prepended.slice(0, s);
+  const inner = prepended.slice(s + start.length, e);
+  const after = prepended.slice(e + end.length);
+  if (replaced !== before + innerMark + after) return null;
+  return [before, inner, after];
+}
+
 // --- per isolate ------------------------------------------------------------------------------
 
 function intVar(raw, dflt, lo, hi) {
@@ -220,20 +339,70 @@ function loadConfig(env) {
     originTimeoutMs: intVar(env.ORIGIN_TIMEOUT_MS, 1500, 50, 30000),
     debugHeaders: ["1", "true", "yes"].includes(String(env.DEBUG_HEADERS)),
     pointerTtlMs: intVar(env.SHELL_POINTER_TTL, 10, 0, 300) * 1000,
+    segmentMemoTtlMs: intVar(env.SEGMENT_MEMO_TTL, 10, 0, 300) * 1000,
   };
+}
+
+class Isolate {
+  constructor(env) {
+    const config = loadConfig(env);
+    this.config = config;
+    this.kv = env.EDGESHELF_KV;
+    this.textOpts = { type: "text", cacheTtl: config.kvCacheTtl };
+    this.pointers = new Map(); // shell name -> [version, path, expiresAt]
+    this.segments = new TtlMemo(config.segmentMemoTtlMs, SEGMENT_MEMO_SIZE);
+    this.shelves = new Map(); // `${level}:${segment key}` -> {text, prepared | null}
+    this.noShelf = prepareShelf({ ids: [], segment: "", fallback: 3, schema: config.schema });
+    this.prepared = new TtlMemo(config.pointerTtlMs, PREPARED_MEMO_SIZE);
+    const nonce = crypto.randomUUID().replaceAll("-", "");
+    this.markers = [
+      `<!--edgeshelf-split-${nonce}-start-->`,
+      `<!--edgeshelf-split-${nonce}-end-->`,
+      `<!--edgeshelf-split-${nonce}-inner-->`,
+    ];
+  }
+
+  /** The prepared shelf of a segment value (null if invalid or empty), built once per value. */
+  shelf(level, segment, key, text) {
+    const memoKey = `${level}:${key}`;
+    const known = this.shelves.get(memoKey);
+    if (known !== undefined && known.text === text) return known.prepared;
+    const decoded = decodeSegment(text, this.config.schema);
+    const prepared = decoded !== null && decoded.ids.length
+      ? prepareShelf({ ids: decoded.ids, segment, fallback: level, schema: this.config.schema })
+      : null;
+    if (known !== undefined) this.shelves.delete(memoKey);
+    else if (this.shelves.size >= SHELF_MEMO_SIZE) this.shelves.delete(this.shelves.keys().next().value);
+    this.shelves.set(memoKey, { text, prepared });
+    return prepared;
+  }
+
+  /** Split a shell around its slot and keep it; null when the split cannot be trusted. */
+  async prepareShell(key, text, contentType) {
+    const [start, end, innerMark] = this.markers;
+    let slot = false;
+    let cards = false;
+    const prepended = await rewriteFirstSlot(text, (el) => {
+      slot = true;
+      cards = el.getAttribute(RENDER_ATTR) === "cards";
+      el.prepend(start, HTML);
+      el.append(end, HTML);
+    });
+    let parts = null; // no slot: served as it is
+    if (slot) {
+      const replaced = await rewriteFirstSlot(text, (el) => el.setInnerContent(innerMark, HTML));
+      parts = splitMarked(prepended, replaced, this.markers);
+      if (parts === null) return null;
+    }
+    const shell = new PreparedShell(parts, text, cards, contentType);
+    this.prepared.put(key, shell, Date.now());
+    return shell;
+  }
 }
 
 let ISO = null;
 function isolate(env) {
-  if (ISO === null) {
-    const config = loadConfig(env);
-    ISO = {
-      config,
-      kv: env.EDGESHELF_KV,
-      textOpts: { type: "text", cacheTtl: config.kvCacheTtl },
-      pointers: new Map(), // name -> [version, path, expiresAt]
-    };
-  }
+  if (ISO === null) ISO = new Isolate(env);
   return ISO;
 }
 
@@ -243,8 +412,8 @@ function newRecord() {
   return {
     event: "edgeshelf.request", method: "GET", path: "/", visitor: "none", profile: "none",
     profile_read: "skipped", segment: "", fallback: 3, segment_reads: [], kv_reads: 0,
-    kv_misses: 0, shell: "none", shell_version: "", status: 200, kv_ms: 0, shell_ms: 0,
-    total_ms: 0, errors: [],
+    kv_misses: 0, memo_reads: 0, shell: "none", shell_version: "", status: 200, kv_ms: 0,
+    shell_ms: 0, total_ms: 0, errors: [],
   };
 }
 
@@ -286,7 +455,7 @@ export default {
           return unavailable(502);
         }
       }
-      response = await personalize(iso, request, ctx, url, shellName, record, started);
+      response = await personalize(iso, request, ctx, url, shellName, record);
     } catch (err) {
       record.errors.push(`unhandled: ${err?.name ?? "Error"}`);
       response = unavailable();
@@ -300,10 +469,11 @@ export default {
   },
 };
 
-async function personalize(iso, request, ctx, url, shellName, record, started) {
+async function personalize(iso, request, ctx, url, shellName, record) {
   const cfg = iso.config;
   const headers = request.headers;
 
+  // 1. Identity. GPC: no persistent ID at all, request signals only.
   let setCookie = null;
   let uid = null;
   const gpc = headers.get("sec-gpc");
@@ -320,22 +490,31 @@ async function personalize(iso, request, ctx, url, shellName, record, started) {
     }
   }
 
+  // 2. The independent reads together: the profile, and the shell (pointer, kept copy, cache).
   const profilePromise = uid !== null && record.visitor === "cookie"
     ? iso.kv.get(USER_PREFIX + uid, iso.textOpts) : null;
   const memo = iso.pointers.get(shellName);
   const pointerPromise = memo !== undefined && memo[2] > Date.now()
     ? null : iso.kv.get(SHELL_PREFIX + shellName, iso.textOpts);
-  const requestOrigin = ORIGIN_RE.test(url.origin) ? url.origin : "https://edgeshelf.invalid";
-  let version, shellPath, cacheKey, cachePromise;
+  const keptPrefix = `${url.origin}\n${shellName}\n`;
+  let version, shellPath, keptKey, kept;
+  let cacheKey = "";
+  let cachePromise = null;
   const resolve = () => {
     const entry = iso.pointers.get(shellName);
     version = entry === undefined ? NO_POINTER_VERSION : entry[0];
     shellPath = entry === undefined || !entry[1] ? url.pathname : entry[1];
-    cacheKey = `${requestOrigin}/__edgeshelf/shell/${encodeURIComponent(shellName)}/${encodeURIComponent(version)}`;
-    cachePromise = caches.default.match(cacheKey);
+    keptKey = keptPrefix + version;
+    kept = iso.prepared.get(keptKey, Date.now())?.value;
+    if (kept === undefined) {
+      const origin = ORIGIN_RE.test(url.origin) ? url.origin : "https://edgeshelf.invalid";
+      cacheKey = `${origin}/__edgeshelf/shell/${encodeURIComponent(shellName)}/${encodeURIComponent(version)}`;
+      cachePromise = caches.default.match(cacheKey);
+    }
   };
   if (pointerPromise === null) resolve();
 
+  // 3. Profile -> audience -> segment chain. A failure here costs the shelf, not the page.
   const kvStarted = performance.now();
   let audience;
   try {
@@ -382,56 +561,34 @@ async function personalize(iso, request, ctx, url, shellName, record, started) {
     resolve();
   }
 
-  // The segment chain: exact, language default, global.
-  const exact = segmentId(audience.country, audience.lang, audience.bucket);
-  const langDefault = segmentId(audience.country, audience.lang, DEFAULT_BUCKET);
-  const chain = [[0, exact]];
-  if (langDefault !== exact) chain.push([1, langDefault]);
-  chain.push([2, GLOBAL_SEGMENT]);
-  let shelf = { ids: [], segment: "", fallback: 3, schema: cfg.schema };
-  for (const [level, seg] of chain) {
-    let text = null;
-    try {
-      text = await iso.kv.get(`${SEGMENT_PREFIX}${seg}:${cfg.schema}`, iso.textOpts);
-    } catch (err) {
-      record.errors.push(`kv-segment: ${err.name}`);
-    }
-    const decoded = text === null ? null : decodeSegment(text, cfg.schema);
-    const ids = decoded !== null && decoded.ids.length ? decoded.ids : null;
-    const outcome = ids !== null ? "hit" : text === null ? "miss" : "invalid";
-    kvRead(record, outcome);
-    record.segment_reads.push(outcome);
-    if (ids !== null) {
-      shelf = { ids, segment: seg, fallback: level, schema: cfg.schema };
-      break;
-    }
+  let prepared;
+  try {
+    prepared = await shelfFor(iso, audience, record);
+  } catch (err) {
+    record.errors.push(`segment: ${err?.name ?? "Error"}`);
+    record.segment = "";
+    record.fallback = 3;
+    prepared = iso.noShelf;
   }
-  record.segment = shelf.segment;
-  record.fallback = shelf.fallback;
+  const shelf = prepared.shelf;
   record.kv_ms = performance.now() - kvStarted;
 
+  // 4. The shell: the isolate's kept copy, else the cache, else origin / KV backup (filled into
+  //    the cache via waitUntil), split and kept for the next requests.
   const shellStarted = performance.now();
-  let shell = null;
-  let cached;
-  try {
-    cached = await cachePromise;
-  } catch (err) {
-    record.errors.push(`cache: ${err.name}`);
-  }
-  if (cached !== undefined && cached !== null) {
-    shell = {
-      body: cached.body,
-      contentType: cached.headers.get("content-type") || "text/html; charset=utf-8",
-      source: "cache",
-    };
+  let shell;
+  if (kept !== undefined) {
+    shell = { body: null, contentType: kept.contentType, source: "memory" };
   } else {
-    shell = await fill(iso, ctx, cacheKey, shellName, version, shellPath, record.errors);
+    shell = await shellFor(iso, ctx, cachePromise, cacheKey, shellName, version, shellPath, record);
+    if (shell !== null && isStr(shell.body)) kept = await keep(iso, keptKey, shell, record);
   }
   record.shell_ms = performance.now() - shellStarted;
   if (shell === null) return unavailable();
   record.shell = shell.source;
   record.shell_version = version;
 
+  // 5. Inject and answer.
   const out = new Headers({
     "content-type": shell.contentType,
     "cache-control": "private, no-store",
@@ -444,22 +601,97 @@ async function personalize(iso, request, ctx, url, shellName, record, started) {
       `segment=${shelf.segment}; fallback=${LEVELS[shelf.fallback]}; shell=${shell.source}`);
   }
   const head = record.method === "HEAD";
-  const base = new Response(head ? null : shell.body, { headers: out });
-  if (head) return base;
-  const script = scriptHtml(shelf);
-  const cards = shelf.ids.length ? cardsHtml(shelf.ids) : null;
+  let body = null;
+  if (kept !== undefined && !head) body = kept.page(prepared.cardsBlob, prepared.scriptBlob);
+  else if (!head) body = shell.body;
+  const base = new Response(body, { headers: out });
+  if (head || kept !== undefined) return base;
   let done = false;
   return new HTMLRewriter().on(SLOT_SELECTOR, {
     element(el) {
       if (done) return;
       done = true;
-      if (cards !== null && el.getAttribute(RENDER_ATTR) === "cards") {
-        el.setInnerContent(cards + script, { html: true });
+      if (prepared.cards !== null && el.getAttribute(RENDER_ATTR) === "cards") {
+        el.setInnerContent(prepared.cards, HTML);
       } else {
-        el.append(script, { html: true });
+        el.append(prepared.script, HTML);
       }
     },
   }).transform(base);
+}
+
+/** The segment chain (exact, language default, global), from isolate memory or KV. */
+async function shelfFor(iso, audience, record) {
+  const schema = iso.config.schema;
+  const exact = segmentId(audience.country, audience.lang, audience.bucket);
+  const langDefault = segmentId(audience.country, audience.lang, DEFAULT_BUCKET);
+  const chain = [[0, exact]];
+  if (langDefault !== exact) chain.push([1, langDefault]);
+  chain.push([2, GLOBAL_SEGMENT]);
+  for (const [level, seg] of chain) {
+    const key = `${SEGMENT_PREFIX}${seg}:${schema}`;
+    const remembered = iso.segments.get(key, Date.now());
+    let text = null;
+    if (remembered !== undefined) {
+      text = remembered.value;
+      record.memo_reads += 1;
+    } else {
+      try {
+        text = await iso.kv.get(key, iso.textOpts);
+        iso.segments.put(key, isStr(text) ? text : null, Date.now());
+      } catch (err) { // not kept: the next request tries KV again
+        record.errors.push(`kv-segment: ${err.name}`);
+        text = null;
+      }
+    }
+    const prepared = isStr(text) ? iso.shelf(level, seg, key, text) : null;
+    const outcome = prepared !== null ? "hit" : text === null ? "miss" : "invalid";
+    if (remembered === undefined) kvRead(record, outcome);
+    record.segment_reads.push(outcome);
+    if (prepared !== null) {
+      record.segment = seg;
+      record.fallback = level;
+      return prepared;
+    }
+  }
+  record.segment = "";
+  record.fallback = 3;
+  return iso.noShelf;
+}
+
+/** The shell from the Cache API, else origin / KV backup; read whole when it will be kept. */
+async function shellFor(iso, ctx, cachePromise, cacheKey, name, version, path, record) {
+  let cached;
+  try {
+    cached = await cachePromise;
+  } catch (err) {
+    record.errors.push(`cache: ${err.name}`);
+  }
+  if (cached !== undefined && cached !== null) {
+    return {
+      body: iso.prepared.enabled ? await cached.text() : cached.body,
+      contentType: cached.headers.get("content-type") || "text/html; charset=utf-8",
+      source: "cache",
+    };
+  }
+  return fill(iso, ctx, cacheKey, name, version, path, record.errors);
+}
+
+/** Keep a shell split around its slot; on any trouble this request uses the rewriter. */
+async function keep(iso, key, shell, record) {
+  if (!iso.prepared.enabled) return undefined;
+  let kept;
+  try {
+    kept = await iso.prepareShell(key, shell.body, shell.contentType);
+  } catch (err) {
+    record.errors.push(`shell-prepare: ${err?.name ?? "Error"}`);
+    return undefined;
+  }
+  if (kept === null) {
+    record.errors.push("shell-prepare: split not trusted");
+    return undefined;
+  }
+  return kept;
 }
 
 async function fill(iso, ctx, cacheKey, name, version, path, errors) {

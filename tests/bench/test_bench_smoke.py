@@ -30,7 +30,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_every_worker_was_measured(smoke: Path) -> None:
-    """Floors, the JavaScript peer and edgeshelf each served both visitor kinds without errors."""
+    """Floors, both JavaScript peers and edgeshelf each served both visitor kinds without errors."""
     data = json.loads((smoke / "bench-edge.json").read_text())
     cells = {(r["target"], r["visitor"], r["conns"]) for r in data["runs"]}
     expected = {
@@ -40,6 +40,8 @@ def test_every_worker_was_measured(smoke: Path) -> None:
             ("js-floor", "any"),
             ("js-peer", "known"),
             ("js-peer", "cold"),
+            ("js-naive", "known"),
+            ("js-naive", "cold"),
             ("edgeshelf", "known"),
             ("edgeshelf", "cold"),
         ]
@@ -54,19 +56,24 @@ def test_every_worker_was_measured(smoke: Path) -> None:
 
 
 def test_peer_answers_like_edgeshelf(smoke: Path) -> None:
-    """The JavaScript peer's responses match edgeshelf's byte for byte, so the comparison holds."""
+    """The same-algorithm JavaScript peer's responses match edgeshelf's byte for byte (headers
+    normalised), and the naive peer's bodies do too, so the comparison holds."""
     data = json.loads((smoke / "bench-edge.json").read_text())
     assert data["parity"], "no parity checks ran"
     assert all(p["ok"] for p in data["parity"]), data["parity"]
+    assert {p["visitor"] for p in data["parity"]} == {"known", "cold"}
+    assert data["parity_naive"], "the naive peer's bodies were not checked"
+    assert all(p["ok"] and p["body_only"] for p in data["parity_naive"]), data["parity_naive"]
 
 
 def test_cold_start_and_imports_measured(smoke: Path) -> None:
-    """Cold starts of all four Workers and the import cost of the SDK and our package are kept."""
+    """Cold starts of all five Workers and the import cost of the SDK and our package are kept."""
     cold = json.loads((smoke / "bench-edge.json").read_text())["cold_start"]
     assert {row["target"] for row in cold["process"]} == {
         "py-floor",
         "js-floor",
         "js-peer",
+        "js-naive",
         "edgeshelf",
     }
     modules = {row.get("module") for row in cold["imports"]}
@@ -80,6 +87,17 @@ def test_report_and_plots_written(smoke: Path) -> None:
     for needle in ("## Targets (issue 6)", "workerd 1.2", "Pyodide", "CPUs", "## Cold start"):
         assert needle in md
     assert "met**" in md
+    # Ratio targets against both JavaScript peers, each status computed.
+    assert "measured vs the same-algorithm JS peer" in md
+    assert "measured vs the naive JS peer" in md
+    assert "JavaScript read path, naive" in md
+    targets = md.split("## Targets (issue 6)")[1].split("\n\n")[1].splitlines()[2:]
+    ratio_rows = [row for row in targets if "the JS Worker" in row]
+    assert ratio_rows
+    for row in ratio_rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[3] in ("**met**", "**not met**"), row
+        assert cells[5] in ("**met**", "**not met**"), row
     linked = [line.split("(img/")[1].rstrip(")") for line in md.splitlines() if "](img/" in line]
     assert linked
     for name in linked:
