@@ -251,10 +251,11 @@ function prepareShelf(shelf) {
  * for byte what HTMLRewriter makes of the shell for that shelf (checked when it is split).
  */
 class PreparedShell {
-  constructor(parts, text, cardsSlot, contentType) {
+  constructor(parts, text, cardsSlot, contentType, needsRewriter = false) {
     this.contentType = contentType;
     this.cardsSlot = cardsSlot;
-    if (parts === null) { // no slot: the shell as it is
+    this.needsRewriter = needsRewriter; // a split not to be trusted: kept whole, rewritten
+    if (parts === null) { // no slot, or a split not to be trusted: the shell as it is
       this.whole = new Blob([text]);
       this.before = this.beforeInner = this.after = null;
     } else {
@@ -377,7 +378,7 @@ class Isolate {
     return prepared;
   }
 
-  /** Split a shell around its slot and keep it; null when the split cannot be trusted. */
+  /** Split a shell around its slot and keep it (whole, to be rewritten, if not trusted). */
   async prepareShell(key, text, contentType) {
     const [start, end, innerMark] = this.markers;
     let slot = false;
@@ -392,9 +393,8 @@ class Isolate {
     if (slot) {
       const replaced = await rewriteFirstSlot(text, (el) => el.setInnerContent(innerMark, HTML));
       parts = splitMarked(prepended, replaced, this.markers);
-      if (parts === null) return null;
     }
-    const shell = new PreparedShell(parts, text, cards, contentType);
+    const shell = new PreparedShell(parts, text, cards, contentType, slot && parts === null);
     this.prepared.put(key, shell, Date.now());
     return shell;
   }
@@ -605,7 +605,7 @@ async function personalize(iso, request, ctx, url, shellName, record) {
   if (kept !== undefined && !head) body = kept.page(prepared.cardsBlob, prepared.scriptBlob);
   else if (!head) body = shell.body;
   const base = new Response(body, { headers: out });
-  if (head || kept !== undefined) return base;
+  if (head || (kept !== undefined && !kept.needsRewriter)) return base;
   let done = false;
   return new HTMLRewriter().on(SLOT_SELECTOR, {
     element(el) {
@@ -687,9 +687,8 @@ async function keep(iso, key, shell, record) {
     record.errors.push(`shell-prepare: ${err?.name ?? "Error"}`);
     return undefined;
   }
-  if (kept === null) {
-    record.errors.push("shell-prepare: split not trusted");
-    return undefined;
+  if (kept.needsRewriter) {
+    record.errors.push("shell-prepare: split not trusted, injecting per request");
   }
   return kept;
 }

@@ -327,7 +327,7 @@ async def _personalize(
             "x-edgeshelf-debug",
             f"segment={shelf.segment}; fallback={LEVELS[shelf.fallback]}; shell={shell.source}",
         )
-    if method == "HEAD" or kept is not None:
+    if method == "HEAD" or (kept is not None and not kept.needs_rewriter):
         return base
     handler = Object.create(prepared.proto)
     return HTMLRewriter.new().on(inject.SLOT_SELECTOR, handler).transform(base)
@@ -426,6 +426,6 @@ async def _prepare(
     except JsException as exc:
         record.errors.append(f"shell-prepare: {exc.name}")
         return None
-    if kept is None:
-        record.errors.append("shell-prepare: split not trusted")
+    if kept.needs_rewriter:  # logged once per version and TTL, not per request
+        record.errors.append("shell-prepare: split not trusted, injecting per request")
     return kept

@@ -65,17 +65,23 @@ class PreparedShell:
 
     ``page(cards, script)`` is byte for byte what the HTML rewriter would make of the shell for
     that shelf (the split is checked against two rewriter passes when it is made), and costs one
-    Blob of three references per request instead of a parse of the whole shell.
+    Blob of three references per request instead of a parse of the whole shell. A shell with no
+    slot is kept whole. A shell whose split cannot be trusted is kept whole too, with
+    ``needs_rewriter`` set: requests still skip the cache, and inject with HTMLRewriter.
     """
 
-    __slots__ = ("after", "before", "before_inner", "cards_slot", "content_type", "whole")
+    __slots__ = (
+        "after", "before", "before_inner", "cards_slot", "content_type", "needs_rewriter", "whole",
+    )  # fmt: skip
 
     def __init__(
-        self, parts: tuple[str, str, str] | None, text: str, cards_slot: bool, content_type: str
-    ) -> None:
+        self, parts: tuple[str, str, str] | None, text: str, cards_slot: bool, content_type: str,
+        needs_rewriter: bool = False,
+    ) -> None:  # fmt: skip
         self.content_type = content_type
         self.cards_slot = cards_slot
-        if parts is None:  # no slot: the shell as it is
+        self.needs_rewriter = needs_rewriter
+        if parts is None:  # no slot, or a split not to be trusted: the shell as it is
             self.whole = _blob(text)
             self.before = self.before_inner = self.after = None
         else:
@@ -160,18 +166,16 @@ class ShellStore:
 
     async def prepare(
         self, origin: str, name: str, version: str, text: str, content_type: str
-    ) -> PreparedShell | None:
-        """Split a shell around its slot and keep it; None when the split cannot be trusted."""
+    ) -> PreparedShell:
+        """Split a shell around its slot and keep it (see ``PreparedShell``)."""
         first = _SplitPass(self._markers, False, self._html_opts)
         prepended = await _rewrite(text, first)
-        if not first.done:
-            parts = None  # no slot: served as it is
-        else:
+        parts = None  # no slot: served as it is
+        if first.done:
             replaced = await _rewrite(text, _SplitPass(self._markers, True, self._html_opts))
             parts = inject.split_marked(prepended, replaced, self._markers)
-            if parts is None:
-                return None
-        shell = PreparedShell(parts, text, first.cards, content_type)
+        untrusted = first.done and parts is None
+        shell = PreparedShell(parts, text, first.cards, content_type, needs_rewriter=untrusted)
         self._prepared.put((origin, name, version), shell, time.monotonic())
         return shell
 

@@ -207,3 +207,28 @@ def test_a_missing_segment_is_remembered_too(kept):
     assert recs[0]["segment_reads"] == recs[1]["segment_reads"] == ["miss", "hit"]
     assert recs[1]["kv_reads"] == 1
     assert recs[1]["memo_reads"] == 2
+
+
+def test_a_split_it_cannot_trust_is_kept_whole_and_rewritten_per_request(kept, rewritten):
+    """lol-html cannot prepend into a void element, so the two passes disagree: the isolate
+    keeps the shell whole (no cache read per request) and injects with HTMLRewriter, saying so
+    once in the log, not on every request."""
+    uid = str(uuid.uuid4())
+    aud = fresh_audience()
+    for s in (kept, rewritten):
+        put_profile(s, uid, aud)
+        put_segment(s, aud.exact, video_ids("void", 3), SCHEMA)
+    version = publish_shell([kept, rewritten], SHELLS["void"])
+    wait_version(kept, version, uid=uid)
+    pages = [visit(kept, uid=uid) for _ in range(3)]
+    want = wait_version(rewritten, version, uid=uid)
+    assert all(p.text == want.text for p in pages)
+    assert all(debug(p)["shell"] == "memory" for p in pages)
+    time.sleep(0.3)
+    logs = kept.wait_worker_logs(
+        lambda logs: sum(1 for r in logs if r.get("shell_version") == version) >= 4
+    )
+    mine = [r for r in logs if r.get("shell_version") == version]
+    untrusted = [r for r in mine if any("split not trusted" in e for e in r["errors"])]
+    assert len(untrusted) == 1
+    assert untrusted[0]["shell"] == "kv-backup"
