@@ -40,7 +40,7 @@ const PROFILE_JSON = '{"affinity_bucket":"music","country":"us","fv":1,"lang":"e
 const CUTS = {
   "no-log": {
     what: "no log line (record serialised and printed)",
-    py: [["    print(record.to_json())", "    pass"]],
+    py: [["    console.log(record.to_json())", "    pass"]],
     js: [["    console.log(JSON.stringify(record));", ""]],
     naive: [["    console.log(JSON.stringify(record));", ""]],
   },
@@ -49,9 +49,9 @@ const CUTS = {
       "shelf, instead of one Blob of its parts and the shelf's; the naive peer skips its " +
       "HTMLRewriter pass)",
     skipParity: true,
-    py: [["        if parts is None:  # no slot: the shell as it is",
+    py: [["        if parts is None:  # no slot, or a split not to be trusted: the shell as it is",
       "        if True:  # ablation: the shell as it is, no shelf", "edgeshelf/shell.py"]],
-    js: [["    if (parts === null) { // no slot: the shell as it is",
+    js: [["    if (parts === null) { // no slot, or a split not to be trusted: the shell as it is",
       "    if (true) { // ablation: the shell as it is, no shelf"]],
     naive: [["  if (head) return base;", "  if (head || true) return base;"]],
   },
@@ -99,10 +99,6 @@ const EXPERIMENTS = {
             return h
         loop.call_soon = call_soon
 `]],
-  },
-  "console-log": {
-    what: "the log line through js.console.log instead of print()",
-    py: [["    print(record.to_json())", "    import js\n    js.console.log(record.to_json())"]],
   },
   "gc-freeze": {
     what: "gc.freeze() after the isolate's set-up (fewer objects for the cyclic GC to scan)",
