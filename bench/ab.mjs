@@ -48,7 +48,7 @@ const results = await compareTargets(targets, {
 for (const t of targets) {
   const r = results[t.key];
   console.log(
-    `${`${t.key} ${t.srcDir ?? ""}`.padEnd(30)} p50 ${r.p50_ms.toFixed(3)} ms  ` +
+    `${`${t.key} ${t.srcDir ?? ""}`.padEnd(30)} p50 ${r.p50_ms.toFixed(3)} ms  p99 ${r.p99_ms.toFixed(2)} ms  ` +
     `req/s ${r.rps.toFixed(0).padStart(5)}  cpu ${r.cpu_ms.toFixed(3)} ms/req  ` +
     `(p50s ${r.p50s_ms.map((x) => x.toFixed(2)).join(" ")})`,
   );

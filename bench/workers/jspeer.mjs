@@ -224,6 +224,14 @@ class TtlMemo {
     return undefined;
   }
 
+  /** The entry, fresh or not, kept for another TTL (a value confirmed unchanged elsewhere). */
+  renew(key, now) {
+    const entry = this.entries.get(key);
+    if (entry === undefined) return undefined;
+    this.put(key, entry.value, now);
+    return this.entries.get(key);
+  }
+
   put(key, value, now) {
     if (!this.ttlMs) return;
     const entries = this.entries;
@@ -355,6 +363,7 @@ class Isolate {
     this.shelves = new Map(); // `${level}:${segment key}` -> {text, prepared | null}
     this.noShelf = prepareShelf({ ids: [], segment: "", fallback: 3, schema: config.schema });
     this.prepared = new TtlMemo(config.pointerTtlMs, PREPARED_MEMO_SIZE);
+    this.preparing = new Set(); // shells being split right now (one request per version)
     const nonce = crypto.randomUUID().replaceAll("-", "");
     this.markers = [
       `<!--edgeshelf-split-${nonce}-start-->`,
@@ -500,19 +509,22 @@ async function personalize(iso, request, ctx, url, shellName, record) {
   let version, shellPath, keptKey, kept;
   let cacheKey = "";
   let cachePromise = null;
-  const resolve = () => {
+  const resolve = (renew) => {
     const entry = iso.pointers.get(shellName);
     version = entry === undefined ? NO_POINTER_VERSION : entry[0];
     shellPath = entry === undefined || !entry[1] ? url.pathname : entry[1];
     keptKey = keptPrefix + version;
-    kept = iso.prepared.get(keptKey, Date.now())?.value;
+    // A version its pointer names again is kept without reading and splitting it again.
+    kept = (renew && version !== NO_POINTER_VERSION
+      ? iso.prepared.renew(keptKey, Date.now())
+      : iso.prepared.get(keptKey, Date.now()))?.value;
     if (kept === undefined) {
       const origin = ORIGIN_RE.test(url.origin) ? url.origin : "https://edgeshelf.invalid";
       cacheKey = `${origin}/__edgeshelf/shell/${encodeURIComponent(shellName)}/${encodeURIComponent(version)}`;
       cachePromise = caches.default.match(cacheKey);
     }
   };
-  if (pointerPromise === null) resolve();
+  if (pointerPromise === null) resolve(false);
 
   // 3. Profile -> audience -> segment chain. A failure here costs the shelf, not the page.
   const kvStarted = performance.now();
@@ -558,7 +570,7 @@ async function personalize(iso, request, ctx, url, shellName, record) {
     iso.pointers.set(shellName, pointer === null
       ? [NO_POINTER_VERSION, "", Date.now() + cfg.pointerTtlMs]
       : [pointer.version, pointer.path, Date.now() + cfg.pointerTtlMs]);
-    resolve();
+    resolve(true);
   }
 
   let prepared;
@@ -580,8 +592,16 @@ async function personalize(iso, request, ctx, url, shellName, record) {
   if (kept !== undefined) {
     shell = { body: null, contentType: kept.contentType, source: "memory" };
   } else {
-    shell = await shellFor(iso, ctx, cachePromise, cacheKey, shellName, version, shellPath, record);
-    if (shell !== null && isStr(shell.body)) kept = await keep(iso, keptKey, shell, record);
+    // One request per version splits it; the others stream the cached shell meanwhile.
+    const claimed = iso.prepared.enabled && !iso.preparing.has(keptKey);
+    if (claimed) iso.preparing.add(keptKey);
+    try {
+      shell = await shellFor(iso, ctx, cachePromise, cacheKey, shellName, version, shellPath,
+        record, claimed);
+      if (claimed && shell !== null && isStr(shell.body)) kept = await keep(iso, keptKey, shell, record);
+    } finally {
+      if (claimed) iso.preparing.delete(keptKey);
+    }
   }
   record.shell_ms = performance.now() - shellStarted;
   if (shell === null) return unavailable();
@@ -659,8 +679,8 @@ async function shelfFor(iso, audience, record) {
   return iso.noShelf;
 }
 
-/** The shell from the Cache API, else origin / KV backup; read whole when it will be kept. */
-async function shellFor(iso, ctx, cachePromise, cacheKey, name, version, path, record) {
+/** The shell from the Cache API, else origin / KV backup; read whole when it will be split. */
+async function shellFor(iso, ctx, cachePromise, cacheKey, name, version, path, record, whole) {
   let cached;
   try {
     cached = await cachePromise;
@@ -669,7 +689,7 @@ async function shellFor(iso, ctx, cachePromise, cacheKey, name, version, path, r
   }
   if (cached !== undefined && cached !== null) {
     return {
-      body: iso.prepared.enabled ? await cached.text() : cached.body,
+      body: whole ? await cached.text() : cached.body,
       contentType: cached.headers.get("content-type") || "text/html; charset=utf-8",
       source: "cache",
     };
@@ -679,7 +699,6 @@ async function shellFor(iso, ctx, cachePromise, cacheKey, name, version, path, r
 
 /** Keep a shell split around its slot; on any trouble this request uses the rewriter. */
 async function keep(iso, key, shell, record) {
-  if (!iso.prepared.enabled) return undefined;
   let kept;
   try {
     kept = await iso.prepareShell(key, shell.body, shell.contentType);

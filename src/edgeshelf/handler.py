@@ -282,7 +282,7 @@ async def _personalize(
             pointer_text = None
         record.kv_read("hit" if pointer_text is not None else "miss")
         version, shell_path = iso.shells.resolve_pointer(shell_name, pointer_text, True, parts.path)
-        kept = iso.shells.prepared(request_origin, shell_name, version)
+        kept = iso.shells.prepared(request_origin, shell_name, version, renew=True)
         if kept is None:
             cache_key, cache_promise = iso.shells.cache_lookup(request_origin, shell_name, version)
 
@@ -301,11 +301,18 @@ async def _personalize(
     if kept is not None:
         shell: ShellSource | None = ShellSource(None, kept.content_type, "memory", version)
     else:
-        shell = await _shell(
-            iso, ctx, cache_promise, cache_key, shell_name, version, shell_path, record
-        )
-        if shell is not None and isinstance(shell.body, str):
-            kept = await _prepare(iso, request_origin, shell_name, shell, record)
+        # One request per version splits it; the others stream the cached shell meanwhile.
+        claimed = iso.shells.claim_prepare(request_origin, shell_name, version)
+        try:
+            shell = await _shell(
+                iso, ctx, cache_promise, cache_key, shell_name, version, shell_path, record,
+                whole=claimed,
+            )  # fmt: skip
+            if claimed and shell is not None and isinstance(shell.body, str):
+                kept = await _prepare(iso, request_origin, shell_name, shell, record)
+        finally:
+            if claimed:
+                iso.shells.release_prepare(request_origin, shell_name, version)
     record.shell_ms = (time.perf_counter() - shell_started) * 1000
     if shell is None:
         return _unavailable()
@@ -402,7 +409,7 @@ async def _shelf(iso: _Isolate, audience: Any, record: RequestRecord) -> _Prepar
 
 async def _shell(
     iso: _Isolate, ctx: Any, cache_promise: Any, cache_key: str, name: str, version: str,
-    path: str, record: RequestRecord,
+    path: str, record: RequestRecord, whole: bool,
 ) -> ShellSource | None:  # fmt: skip
     try:
         cached = await cache_promise
@@ -411,8 +418,8 @@ async def _shell(
         cached = None
     if cached is not None:
         ctype = cached.headers.get("content-type") or "text/html; charset=utf-8"
-        # Read whole when the isolate will keep it prepared; streamed through otherwise.
-        body = await cached.text() if iso.shells.keeps_prepared else cached.body
+        # Read whole when this request splits it for the isolate; streamed through otherwise.
+        body = await cached.text() if whole else cached.body
         return ShellSource(body, ctype, "cache", version)
     return await iso.shells.fill(ctx, cache_key, name, version, path, record.errors)
 
@@ -421,8 +428,6 @@ async def _prepare(
     iso: _Isolate, origin: str, name: str, shell: ShellSource, record: RequestRecord
 ) -> PreparedShell | None:
     """Keep a shell split around its slot; on any trouble this request uses the rewriter."""
-    if not iso.shells.keeps_prepared:
-        return None
     try:
         kept = await iso.shells.prepare(origin, name, shell.version, shell.body, shell.content_type)
     except JsException as exc:

@@ -51,6 +51,18 @@ class TtlMemo(Generic[_K, _V]):
         del self._entries[key]
         return None
 
+    def renew(self, key: _K, now: float) -> Entry[_V] | None:
+        """The entry for ``key``, fresh or not, kept for another TTL from ``now``; None if absent.
+
+        For a value confirmed unchanged by other means (a shell version named again by its
+        pointer), so it is not rebuilt.
+        """
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self.put(key, entry.value, now)
+        return self._entries[key]
+
     def put(self, key: _K, value: _V, now: float) -> None:
         if not self._ttl:
             return

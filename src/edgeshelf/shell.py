@@ -151,18 +151,40 @@ class ShellStore:
         self._prepared: TtlMemo[tuple[str, str, str], PreparedShell] = TtlMemo(
             pointer_ttl_s, _PREPARED_MEMO_SIZE
         )
+        self._preparing: set[tuple[str, str, str]] = set()
         self._markers = inject.split_markers(uuid.uuid4().hex)
         self._html_opts = _js_object([("html", True)])
 
-    @property
-    def keeps_prepared(self) -> bool:
-        """Whether shells are kept split in isolate memory (``SHELL_POINTER_TTL`` > 0)."""
-        return self._prepared.enabled
+    def prepared(
+        self, origin: str, name: str, version: str, renew: bool = False
+    ) -> PreparedShell | None:
+        """The isolate's split copy of a shell version, while it is fresh.
 
-    def prepared(self, origin: str, name: str, version: str) -> PreparedShell | None:
-        """The isolate's split copy of a shell version, while it is fresh."""
-        entry = self._prepared.get((origin, name, version), time.monotonic())
+        ``renew``: the pointer was just read again and still names ``version``. A published
+        version's content never changes (its cache entry is keyed by version and never
+        refreshed), so the copy is kept for another TTL instead of being read and split again;
+        ``NO_POINTER_VERSION`` (the origin's current page, no pointer) is always re-read.
+        """
+        key = (origin, name, version)
+        now = time.monotonic()
+        if renew and version != NO_POINTER_VERSION:
+            entry = self._prepared.renew(key, now)
+        else:
+            entry = self._prepared.get(key, now)
         return entry.value if entry is not None else None
+
+    def claim_prepare(self, origin: str, name: str, version: str) -> bool:
+        """Whether this request should read the shell whole and split it: the isolate keeps
+        shells and no other request is splitting this version right now (a burst of requests
+        at expiry would otherwise each split a large shell). ``release_prepare`` after."""
+        key = (origin, name, version)
+        if not self._prepared.enabled or key in self._preparing:
+            return False
+        self._preparing.add(key)
+        return True
+
+    def release_prepare(self, origin: str, name: str, version: str) -> None:
+        self._preparing.discard((origin, name, version))
 
     async def prepare(
         self, origin: str, name: str, version: str, text: str, content_type: str

@@ -232,3 +232,18 @@ def test_a_split_it_cannot_trust_is_kept_whole_and_rewritten_per_request(kept, r
     untrusted = [r for r in mine if any("split not trusted" in e for e in r["errors"])]
     assert len(untrusted) == 1
     assert untrusted[0]["shell"] == "kv-backup"
+
+
+def test_a_version_its_pointer_names_again_is_kept_without_rereading_it(kept):
+    """Past the TTL the pointer is read again; while it names the same version the isolate
+    keeps its split copy (a version's HTML never changes) instead of reading and splitting the
+    shell again: every request after the first comes from memory."""
+    version = publish_shell([kept], SHELLS["cards"])
+    wait_version(kept, version)
+    sources = []
+    deadline = time.monotonic() + 3 * TTL_S + 0.5
+    while time.monotonic() < deadline:
+        sources.append(debug(visit(kept))["shell"])
+        time.sleep(0.05)
+    assert len(sources) > 10
+    assert set(sources) == {"memory"}

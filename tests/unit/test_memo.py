@@ -79,3 +79,16 @@ def test_never_more_than_max_size_and_never_a_stale_answer(
                 assert (entry.value, entry.expires) == (last[key][0], last[key][1] + 2.0)
                 assert entry.expires > now
         assert len(memo) <= 4
+
+
+def test_renew_keeps_a_known_value_for_another_ttl_even_once_stale() -> None:
+    """A value confirmed unchanged elsewhere (a shell version its pointer names again) is kept,
+    not rebuilt; renewing what was never stored gives nothing."""
+    memo: TtlMemo[str, str] = TtlMemo(10, 4)
+    memo.put("shell", "split", now=0.0)
+    assert memo.renew("shell", 15.0) == Entry("split", 25.0)
+    assert memo.get("shell", 24.0) == Entry("split", 25.0)
+    assert memo.renew("never", 15.0) is None
+    off: TtlMemo[str, str] = TtlMemo(0, 4)
+    off.put("shell", "split", now=0.0)
+    assert off.renew("shell", 1.0) is None
