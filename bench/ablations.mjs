@@ -39,7 +39,7 @@ const PROFILE_JSON = '{"affinity_bucket":"music","country":"us","fv":1,"lang":"e
 // src/) for Python, to bench/workers/jspeer.mjs (js) and to bench/workers/jsnaive.mjs (naive).
 const CUTS = {
   "no-log": {
-    what: "no log line (record serialised and printed)",
+    what: "no log line (record serialised and logged)",
     py: [["    console.log(record.to_json())", "    pass"]],
     js: [["    console.log(JSON.stringify(record));", ""]],
     naive: [["    console.log(JSON.stringify(record));", ""]],

@@ -281,8 +281,58 @@ def section_targets(r: Results) -> list[str]:
         "KV, cache match and HTMLRewriter per request) is shown beside it. The overhead target "
         "is against the Python floor and names no peer.",
         "",
+        *floor_bound(r),
     ]
     return [*lines, *note("targets")]
+
+
+def floor_bound(r: Results) -> list[str]:
+    """The Python floor against the same-algorithm peer's whole read path, per shell size.
+
+    The floor awaits one JS promise and does nothing else; a known visitor's read path awaits
+    at least one (its profile). Where the floor alone misses a ratio target, no Python read
+    path on this runtime can meet it against that peer: a computed bound, not an opinion.
+    """
+    peer = r.peer_key(PEER)
+    if peer is None:
+        return []
+    top = max(r.conns)
+    rows, bound = [], []
+    for s in r.sizes:
+        fp, jp = r.med("py-floor", "any", s, 1, "p50_us"), r.med(peer, "known", s, 1, "p50_us")
+        fr, jr = r.med("py-floor", "any", s, top, "rps"), r.med(peer, "known", s, top, "rps")
+        p50 = fp / jp if fp is not None and jp else None
+        rps = fr / jr if fr is not None and jr else None
+        rows.append([s, fmt(p50, ".2f", X), fmt(rps, ".2f", X)])
+        if p50 is not None and p50 > TARGET_P50_RATIO:
+            bound.append(f"p50 at {s}")
+        if rps is not None and rps < TARGET_RPS_RATIO:
+            bound.append(f"throughput at {s}")
+    lines = [
+        "**The Python floor against the same-algorithm peer.** The Python passthrough floor "
+        "awaits one JS promise (a cache match) and does nothing else; a known visitor's read "
+        "path awaits at least one too (the profile). Where the floor alone misses a ratio "
+        "target against the same-algorithm JavaScript Worker's *whole* read path, no Python "
+        "read path can meet it on this runtime.",
+        "",
+        *table(
+            [
+                "shell",
+                "Python floor p50 / JS peer p50 (known, 1 conn)",
+                f"Python floor req/s / JS peer req/s (known, {top} conns)",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    if bound:
+        lines += [
+            "Out of reach for any Python Worker here, by the floor alone: "
+            + ", ".join(bound)
+            + ".",
+            "",
+        ]
+    return lines
 
 
 def section_results(r: Results) -> list[str]:
