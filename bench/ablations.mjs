@@ -134,6 +134,8 @@ function jsVariant(name, patches, source = PEER) {
   const file = path.join(WORK, `${name}.mjs`);
   const where = `${name} (${path.basename(source)})`;
   fs.writeFileSync(file, patched(fs.readFileSync(source, "utf8"), patches, where));
+  // The peers import their shared rules from beside them.
+  fs.copyFileSync(path.join(path.dirname(source), "jsschema.mjs"), path.join(WORK, "jsschema.mjs"));
   return file;
 }
 

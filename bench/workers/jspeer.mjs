@@ -14,186 +14,54 @@
 // bench/workers/jsnaive.mjs keeps the read path as a JavaScript team would first write it.
 // It is not shipped; it exists so the benchmark compares like with like.
 
-const SEGMENT_PREFIX = "seg:";
-const SHELL_PREFIX = "shell:";
-const USER_PREFIX = "u:";
-const DEFAULT_BUCKET = "default";
-const GLOBAL_SEGMENT = "global";
-const UNKNOWN = "xx";
-const NO_POINTER_VERSION = "0";
-const PROFILE_FORMAT = 1;
-const MAX_SEGMENT_IDS = 50;
-const MAX_PROFILE_BYTES = 2048;
-const MAX_SEGMENT_BYTES = 8192;
-const MAX_SHELL_BYTES = 5 * 1024 * 1024;
-const MAX_CATEGORIES = 8;
-const COOKIE_MAX_AGE = 400 * 24 * 60 * 60;
-const CACHE_CONTROL_SHELL = "public, s-maxage=31536000, max-age=0";
-const LEVELS = ["exact", "lang-default", "global", "none"];
-const SLOT_SELECTOR = "[data-edgeshelf-slot]";
-const RENDER_ATTR = "data-edgeshelf-render";
-
-const UID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-const VIDEO_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
-const COUNTRY_RE = /^[a-z]{2}$/;
-const LANG_RE = /^[a-z]{2,3}$/;
-const BUCKET_RE = /^[a-z0-9_]{1,32}$/;
-const SCHEMA_RE = /^v[0-9]{1,4}$/;
-const SHELL_VERSION_RE = /^[A-Za-z0-9._-]{1,64}$/;
-const BUCKET_JUNK_RE = /[^a-z0-9]+/g;
-const COOKIE_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
-const PATH_RE = /^\/[a-z0-9_/-]{0,64}$/;
-const ORIGIN_RE = /^https?:\/\/[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$/;
-const UNAVAILABLE_PAGE =
-  "<!doctype html><html lang=en><meta charset=utf-8><title>Back soon</title>" +
-  "<h1>We'll be right back</h1><p>This page is briefly unavailable. Please retry in a minute.";
-
-// --- pure helpers (mirrors of edgeshelf.schema / profile / identity / inject) ----------------
-
-const isInt = (v) => Number.isInteger(v) && v >= 0 && v < 2 ** 53;
-const isStr = (v) => typeof v === "string";
-
-function normalizeCountry(v) {
-  if (isStr(v)) {
-    v = v.trim().toLowerCase();
-    if (COUNTRY_RE.test(v)) return v;
-  }
-  return UNKNOWN;
-}
-
-function normalizeLang(v) {
-  if (isStr(v)) {
-    v = v.trim().toLowerCase().replaceAll("_", "-").split("-", 1)[0];
-    if (LANG_RE.test(v)) return v;
-  }
-  return UNKNOWN;
-}
-
-function normalizeBucket(v) {
-  if (isStr(v)) {
-    v = v.trim().toLowerCase().replace(BUCKET_JUNK_RE, "_").replace(/^_+|_+$/g, "");
-    v = v.slice(0, 32).replace(/_+$/, "");
-    if (v) return v;
-  }
-  return DEFAULT_BUCKET;
-}
-
-const segmentId = (c, l, b) => `${normalizeCountry(c)}-${normalizeLang(l)}-${normalizeBucket(b)}`;
-
-function loadsObject(text, limit) {
-  if (!isStr(text) || !text || text.length > limit) return null;
-  try {
-    const v = JSON.parse(text);
-    return v !== null && typeof v === "object" && !Array.isArray(v) ? v : null;
-  } catch {
-    return null;
-  }
-}
-
-function decodeProfile(text) {
-  const o = loadsObject(text, MAX_PROFILE_BYTES);
-  if (o === null || o.fv !== PROFILE_FORMAT) return null;
-  const cats = o.recent_categories;
-  if (
-    !(isStr(o.country) && COUNTRY_RE.test(o.country)) ||
-    !(isStr(o.lang) && LANG_RE.test(o.lang)) ||
-    !(isStr(o.affinity_bucket) && BUCKET_RE.test(o.affinity_bucket)) ||
-    !Array.isArray(cats) || cats.length > MAX_CATEGORIES ||
-    !cats.every((c) => isStr(c) && BUCKET_RE.test(c)) ||
-    !isInt(o.last_seen)
-  ) {
-    return null;
-  }
-  return o;
-}
-
-function decodeSegment(text, schema) {
-  const o = loadsObject(text, MAX_SEGMENT_BYTES);
-  if (o === null) return null;
-  const { ids, built_at: builtAt, version } = o;
-  if (!(Array.isArray(ids) && isInt(builtAt) && isInt(version))) return null;
-  if (!SCHEMA_RE.test(schema) || version !== Number(schema.slice(1))) return null;
-  const seen = [];
-  for (const vid of ids) {
-    if (isStr(vid) && VIDEO_ID_RE.test(vid) && !seen.includes(vid)) {
-      seen.push(vid);
-      if (seen.length === MAX_SEGMENT_IDS) break;
-    }
-  }
-  return { ids: seen, built_at: builtAt, version };
-}
-
-function decodeShellPointer(text) {
-  const o = loadsObject(text, 1024);
-  if (o === null) return null;
-  const { version, path } = o;
-  if (!(isStr(version) && SHELL_VERSION_RE.test(version) && isStr(path))) return null;
-  if (!(path.startsWith("/") && path.length <= 256 && !path.includes("\\") && !path.includes("//"))) {
-    return null;
-  }
-  return { version, path };
-}
-
-function readUid(cookie, name) {
-  if (!cookie) return null;
-  for (const part of cookie.slice(0, 16384).split(";")) {
-    const eq = part.indexOf("=");
-    if (eq >= 0 && part.slice(0, eq).trim() === name) {
-      let value = part.slice(eq + 1).trim().replace(/^"+|"+$/g, "");
-      if (UID_RE.test(value)) return value;
-    }
-  }
-  return null;
-}
-
-function bestLanguage(header) {
-  if (!header) return UNKNOWN;
-  let best = UNKNOWN;
-  let bestQ = 0;
-  for (const entry of header.slice(0, 2048).split(",").slice(0, 32)) {
-    const semi = entry.indexOf(";");
-    const tag = (semi < 0 ? entry : entry.slice(0, semi)).trim();
-    if (!tag || tag === "*") continue;
-    let q = 1;
-    const params = semi < 0 ? "" : entry.slice(semi + 1).trim();
-    if (params) {
-      const eq = params.indexOf("=");
-      const name = eq < 0 ? params : params.slice(0, eq);
-      if (name.trim().toLowerCase() !== "q") continue;
-      q = Number(eq < 0 ? "" : params.slice(eq + 1).trim());
-      if (!(q >= 0 && q <= 1)) continue;
-    }
-    const lang = normalizeLang(tag);
-    if (lang !== UNKNOWN && q > bestQ) {
-      best = lang;
-      bestQ = q;
-    }
-  }
-  return best;
-}
-
-const escapeHtml = (s) =>
-  s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;")
-    .replaceAll('"', "&quot;").replaceAll("'", "&#x27;");
-
-function scriptHtml(shelf) {
-  const payload = JSON.stringify({
-    ids: shelf.ids, segment: shelf.segment, fallback: shelf.fallback, schema: shelf.schema,
-  }).replace(/[<>&\u0080-\uffff]/g,
-    (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
-  return `<script type="application/json" id="edgeshelf-shelf">${payload}</script>`;
-}
-
-function cardsHtml(ids) {
-  let items = "";
-  for (const vid of ids) {
-    const v = escapeHtml(vid);
-    items += `<li class="card"><a href="/watch/${v}"><div class="thumb">${v}</div>` +
-      `<span>Video ${v}</span></a></li>`;
-  }
-  return '<h2 id="shelf-title">Picked for you</h2>' +
-    `<ul class="row es-rendered" id="edgeshelf-cards">${items}</ul>`;
-}
+import {
+  SEGMENT_PREFIX,
+  SHELL_PREFIX,
+  USER_PREFIX,
+  DEFAULT_BUCKET,
+  GLOBAL_SEGMENT,
+  UNKNOWN,
+  NO_POINTER_VERSION,
+  PROFILE_FORMAT,
+  MAX_SEGMENT_IDS,
+  MAX_PROFILE_BYTES,
+  MAX_SEGMENT_BYTES,
+  MAX_SHELL_BYTES,
+  MAX_CATEGORIES,
+  COOKIE_MAX_AGE,
+  CACHE_CONTROL_SHELL,
+  LEVELS,
+  SLOT_SELECTOR,
+  RENDER_ATTR,
+  UID_RE,
+  VIDEO_ID_RE,
+  COUNTRY_RE,
+  LANG_RE,
+  BUCKET_RE,
+  SCHEMA_RE,
+  SHELL_VERSION_RE,
+  BUCKET_JUNK_RE,
+  COOKIE_NAME_RE,
+  PATH_RE,
+  ORIGIN_RE,
+  UNAVAILABLE_PAGE,
+  isInt,
+  isStr,
+  normalizeCountry,
+  normalizeLang,
+  normalizeBucket,
+  segmentId,
+  loadsObject,
+  decodeProfile,
+  decodeSegment,
+  decodeShellPointer,
+  readUid,
+  bestLanguage,
+  escapeHtml,
+  scriptHtml,
+  cardsHtml,
+  intVar,
+} from "./jsschema.mjs";
 
 
 // --- isolate memory ---------------------------------------------------------------------------
@@ -316,12 +184,6 @@ function splitMarked(prepended, replaced, [start, end, innerMark]) {
 }
 
 // --- per isolate ------------------------------------------------------------------------------
-
-function intVar(raw, dflt, lo, hi) {
-  if (raw === undefined || raw === null) return dflt;
-  const v = Number.parseInt(String(raw), 10);
-  return Number.isNaN(v) ? dflt : Math.min(Math.max(v, lo), hi);
-}
 
 function loadConfig(env) {
   const cookieName = isStr(env.COOKIE_NAME) && COOKIE_NAME_RE.test(env.COOKIE_NAME)

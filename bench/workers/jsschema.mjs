@@ -1,0 +1,194 @@
+// The JavaScript peers' copy of edgeshelf's rules (bench/workers/jspeer.mjs, jsnaive.mjs): the
+// KV key schema and payload validation of src/edgeshelf/schema.py, the request signals of
+// identity.py and profile.py, and the escaping of inject.py, written once in JavaScript so both
+// peers validate and render exactly alike. Benchmark code only; the Worker's own definition is
+// the Python schema module. A variant of a peer (bench/ab.mjs --jsb, bench/ablations.mjs) needs
+// this file beside it.
+
+export const SEGMENT_PREFIX = "seg:";
+export const SHELL_PREFIX = "shell:";
+export const USER_PREFIX = "u:";
+export const DEFAULT_BUCKET = "default";
+export const GLOBAL_SEGMENT = "global";
+export const UNKNOWN = "xx";
+export const NO_POINTER_VERSION = "0";
+export const PROFILE_FORMAT = 1;
+export const MAX_SEGMENT_IDS = 50;
+export const MAX_PROFILE_BYTES = 2048;
+export const MAX_SEGMENT_BYTES = 8192;
+export const MAX_SHELL_BYTES = 5 * 1024 * 1024;
+export const MAX_CATEGORIES = 8;
+export const COOKIE_MAX_AGE = 400 * 24 * 60 * 60;
+export const CACHE_CONTROL_SHELL = "public, s-maxage=31536000, max-age=0";
+export const LEVELS = ["exact", "lang-default", "global", "none"];
+export const SLOT_SELECTOR = "[data-edgeshelf-slot]";
+export const RENDER_ATTR = "data-edgeshelf-render";
+
+export const UID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+export const VIDEO_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+export const COUNTRY_RE = /^[a-z]{2}$/;
+export const LANG_RE = /^[a-z]{2,3}$/;
+export const BUCKET_RE = /^[a-z0-9_]{1,32}$/;
+export const SCHEMA_RE = /^v[0-9]{1,4}$/;
+export const SHELL_VERSION_RE = /^[A-Za-z0-9._-]{1,64}$/;
+export const BUCKET_JUNK_RE = /[^a-z0-9]+/g;
+export const COOKIE_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+export const PATH_RE = /^\/[a-z0-9_/-]{0,64}$/;
+export const ORIGIN_RE = /^https?:\/\/[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$/;
+export const UNAVAILABLE_PAGE =
+  "<!doctype html><html lang=en><meta charset=utf-8><title>Back soon</title>" +
+  "<h1>We'll be right back</h1><p>This page is briefly unavailable. Please retry in a minute.";
+
+// --- pure helpers (mirrors of edgeshelf.schema / profile / identity / inject) ----------------
+
+export const isInt = (v) => Number.isInteger(v) && v >= 0 && v < 2 ** 53;
+export const isStr = (v) => typeof v === "string";
+
+export function normalizeCountry(v) {
+  if (isStr(v)) {
+    v = v.trim().toLowerCase();
+    if (COUNTRY_RE.test(v)) return v;
+  }
+  return UNKNOWN;
+}
+
+export function normalizeLang(v) {
+  if (isStr(v)) {
+    v = v.trim().toLowerCase().replaceAll("_", "-").split("-", 1)[0];
+    if (LANG_RE.test(v)) return v;
+  }
+  return UNKNOWN;
+}
+
+export function normalizeBucket(v) {
+  if (isStr(v)) {
+    v = v.trim().toLowerCase().replace(BUCKET_JUNK_RE, "_").replace(/^_+|_+$/g, "");
+    v = v.slice(0, 32).replace(/_+$/, "");
+    if (v) return v;
+  }
+  return DEFAULT_BUCKET;
+}
+
+export const segmentId = (c, l, b) => `${normalizeCountry(c)}-${normalizeLang(l)}-${normalizeBucket(b)}`;
+
+export function loadsObject(text, limit) {
+  if (!isStr(text) || !text || text.length > limit) return null;
+  try {
+    const v = JSON.parse(text);
+    return v !== null && typeof v === "object" && !Array.isArray(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+export function decodeProfile(text) {
+  const o = loadsObject(text, MAX_PROFILE_BYTES);
+  if (o === null || o.fv !== PROFILE_FORMAT) return null;
+  const cats = o.recent_categories;
+  if (
+    !(isStr(o.country) && COUNTRY_RE.test(o.country)) ||
+    !(isStr(o.lang) && LANG_RE.test(o.lang)) ||
+    !(isStr(o.affinity_bucket) && BUCKET_RE.test(o.affinity_bucket)) ||
+    !Array.isArray(cats) || cats.length > MAX_CATEGORIES ||
+    !cats.every((c) => isStr(c) && BUCKET_RE.test(c)) ||
+    !isInt(o.last_seen)
+  ) {
+    return null;
+  }
+  return o;
+}
+
+export function decodeSegment(text, schema) {
+  const o = loadsObject(text, MAX_SEGMENT_BYTES);
+  if (o === null) return null;
+  const { ids, built_at: builtAt, version } = o;
+  if (!(Array.isArray(ids) && isInt(builtAt) && isInt(version))) return null;
+  if (!SCHEMA_RE.test(schema) || version !== Number(schema.slice(1))) return null;
+  const seen = [];
+  for (const vid of ids) {
+    if (isStr(vid) && VIDEO_ID_RE.test(vid) && !seen.includes(vid)) {
+      seen.push(vid);
+      if (seen.length === MAX_SEGMENT_IDS) break;
+    }
+  }
+  return { ids: seen, built_at: builtAt, version };
+}
+
+export function decodeShellPointer(text) {
+  const o = loadsObject(text, 1024);
+  if (o === null) return null;
+  const { version, path } = o;
+  if (!(isStr(version) && SHELL_VERSION_RE.test(version) && isStr(path))) return null;
+  if (!(path.startsWith("/") && path.length <= 256 && !path.includes("\\") && !path.includes("//"))) {
+    return null;
+  }
+  return { version, path };
+}
+
+export function readUid(cookie, name) {
+  if (!cookie) return null;
+  for (const part of cookie.slice(0, 16384).split(";")) {
+    const eq = part.indexOf("=");
+    if (eq >= 0 && part.slice(0, eq).trim() === name) {
+      let value = part.slice(eq + 1).trim().replace(/^"+|"+$/g, "");
+      if (UID_RE.test(value)) return value;
+    }
+  }
+  return null;
+}
+
+export function bestLanguage(header) {
+  if (!header) return UNKNOWN;
+  let best = UNKNOWN;
+  let bestQ = 0;
+  for (const entry of header.slice(0, 2048).split(",").slice(0, 32)) {
+    const semi = entry.indexOf(";");
+    const tag = (semi < 0 ? entry : entry.slice(0, semi)).trim();
+    if (!tag || tag === "*") continue;
+    let q = 1;
+    const params = semi < 0 ? "" : entry.slice(semi + 1).trim();
+    if (params) {
+      const eq = params.indexOf("=");
+      const name = eq < 0 ? params : params.slice(0, eq);
+      if (name.trim().toLowerCase() !== "q") continue;
+      q = Number(eq < 0 ? "" : params.slice(eq + 1).trim());
+      if (!(q >= 0 && q <= 1)) continue;
+    }
+    const lang = normalizeLang(tag);
+    if (lang !== UNKNOWN && q > bestQ) {
+      best = lang;
+      bestQ = q;
+    }
+  }
+  return best;
+}
+
+export const escapeHtml = (s) =>
+  s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;")
+    .replaceAll('"', "&quot;").replaceAll("'", "&#x27;");
+
+export function scriptHtml(shelf) {
+  const payload = JSON.stringify({
+    ids: shelf.ids, segment: shelf.segment, fallback: shelf.fallback, schema: shelf.schema,
+  }).replace(/[<>&\u0080-\uffff]/g,
+    (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+  return `<script type="application/json" id="edgeshelf-shelf">${payload}</script>`;
+}
+
+export function cardsHtml(ids) {
+  let items = "";
+  for (const vid of ids) {
+    const v = escapeHtml(vid);
+    items += `<li class="card"><a href="/watch/${v}"><div class="thumb">${v}</div>` +
+      `<span>Video ${v}</span></a></li>`;
+  }
+  return '<h2 id="shelf-title">Picked for you</h2>' +
+    `<ul class="row es-rendered" id="edgeshelf-cards">${items}</ul>`;
+}
+
+/** An integer [vars] value clamped to lo..hi, or the default. */
+export function intVar(raw, dflt, lo, hi) {
+  if (raw === undefined || raw === null) return dflt;
+  const v = Number.parseInt(String(raw), 10);
+  return Number.isNaN(v) ? dflt : Math.min(Math.max(v, lo), hi);
+}
