@@ -69,6 +69,7 @@ import {
 const SEGMENT_MEMO_SIZE = 1024; // segment values (or their absence) per isolate
 const SHELF_MEMO_SIZE = 512; // shelves prepared for injection, per (level, segment key)
 const PREPARED_MEMO_SIZE = 4; // shells kept split around their slot
+const PAGE_BUDGET_CHARS = 8 * 1024 * 1024; // finished pages a kept shell holds, in characters
 const HTML = { html: true };
 
 /** Values kept `ttlMs`, at most `maxSize` (the oldest stored goes first); ttl 0 keeps nothing. */
@@ -124,13 +125,16 @@ function prepareShelf(shelf) {
 
 /**
  * A shell version split around its first slot, as Blobs ready to concatenate: `page()` is byte
- * for byte what HTMLRewriter makes of the shell for that shelf (checked when it is split).
+ * for byte what HTMLRewriter makes of the shell for that shelf (checked when it is split), built
+ * once per shelf and kept within PAGE_BUDGET_CHARS, as edgeshelf does.
  */
 class PreparedShell {
   constructor(parts, text, cardsSlot, contentType, needsRewriter = false) {
     this.contentType = contentType;
     this.cardsSlot = cardsSlot;
     this.needsRewriter = needsRewriter; // a split not to be trusted: kept whole, rewritten
+    this.pages = new Map(); // shelf object -> finished page Blob, oldest first
+    this.maxPages = Math.max(1, Math.floor(PAGE_BUDGET_CHARS / Math.max(1, text.length)));
     if (parts === null) { // no slot, or a split not to be trusted: the shell as it is
       this.whole = new Blob([text]);
       this.before = this.beforeInner = this.after = null;
@@ -143,10 +147,17 @@ class PreparedShell {
     }
   }
 
-  page(cards, script) {
+  page(shelf, cards, script) {
     if (this.whole !== null) return this.whole;
-    if (cards !== null && this.cardsSlot) return new Blob([this.before, cards, this.after]);
-    return new Blob([this.beforeInner, script, this.after]);
+    let page = this.pages.get(shelf);
+    if (page === undefined) {
+      if (this.pages.size >= this.maxPages) this.pages.delete(this.pages.keys().next().value);
+      page = cards !== null && this.cardsSlot
+        ? new Blob([this.before, cards, this.after])
+        : new Blob([this.beforeInner, script, this.after]);
+      this.pages.set(shelf, page);
+    }
+    return page;
   }
 }
 
@@ -484,7 +495,9 @@ async function personalize(iso, request, ctx, url, shellName, record) {
   }
   const head = record.method === "HEAD";
   let body = null;
-  if (kept !== undefined && !head) body = kept.page(prepared.cardsBlob, prepared.scriptBlob);
+  if (kept !== undefined && !head) {
+    body = kept.page(prepared, prepared.cardsBlob, prepared.scriptBlob);
+  }
   else if (!head) body = shell.body;
   const base = new Response(body, { headers: out });
   if (head || (kept !== undefined && !kept.needsRewriter)) return base;

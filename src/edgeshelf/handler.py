@@ -323,7 +323,7 @@ async def _personalize(
     if method == "HEAD":
         body = None
     elif kept is not None:
-        body = kept.page(prepared.cards_blob, prepared.script_blob)
+        body = kept.page(prepared, prepared.cards_blob, prepared.script_blob)
     else:
         body = shell.body
     base = Response.new(body, iso.response_init(shell.content_type))

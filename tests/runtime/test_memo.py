@@ -247,3 +247,24 @@ def test_a_version_its_pointer_names_again_is_kept_without_rereading_it(kept):
         time.sleep(0.05)
     assert len(sources) > 10
     assert set(sources) == {"memory"}
+
+
+def test_each_segment_keeps_its_own_page(kept):
+    """Finished pages are kept per shelf: visitors of different segments, interleaved, each
+    get their own shelf, and a visitor's page does not change between requests."""
+    version = publish_shell([kept], SHELLS["cards"])
+    wait_version(kept, version)
+    users = []
+    for n in range(3):
+        aud = fresh_audience()
+        uid = str(uuid.uuid4())
+        put_profile(kept, uid, aud)
+        put_segment(kept, aud.exact, video_ids(f"own{n}x", 4), SCHEMA)
+        users.append((uid, video_ids(f"own{n}x", 4)))
+    first = {uid: visit(kept, uid=uid).text for uid, _ in users}
+    for _ in range(3):
+        for uid, ids in users:
+            r = visit(kept, uid=uid)
+            assert debug(r)["shell"] == "memory"
+            assert shelf(r)["ids"] == ids
+            assert r.text == first[uid]
