@@ -258,12 +258,9 @@ async def _personalize(
     )
     pointer_promise = iso.shells.pointer_promise(shell_name)
     request_origin = f"{parts.scheme}://{parts.netloc}"
-    cache_key, cache_promise, kept = "", None, None
     if pointer_promise is None:
         version, shell_path = iso.shells.resolve_pointer(shell_name, None, False, parts.path)
-        kept = iso.shells.prepared(request_origin, shell_name, version)
-        if kept is None:
-            cache_key, cache_promise = iso.shells.cache_lookup(request_origin, shell_name, version)
+        kept, cache_key, cache_promise = iso.shells.find(request_origin, shell_name, version)
 
     # 3. Profile -> audience -> segment chain. A failure here costs the shelf, not the page.
     kv_started = time.perf_counter()
@@ -282,9 +279,9 @@ async def _personalize(
             pointer_text = None
         record.kv_read("hit" if pointer_text is not None else "miss")
         version, shell_path = iso.shells.resolve_pointer(shell_name, pointer_text, True, parts.path)
-        kept = iso.shells.prepared(request_origin, shell_name, version, renew=True)
-        if kept is None:
-            cache_key, cache_promise = iso.shells.cache_lookup(request_origin, shell_name, version)
+        kept, cache_key, cache_promise = iso.shells.find(
+            request_origin, shell_name, version, renew=True
+        )
 
     try:
         prepared = await _shelf(iso, audience, record)
@@ -323,7 +320,7 @@ async def _personalize(
     if method == "HEAD":
         body = None
     elif kept is not None:
-        body = kept.page(prepared, prepared.cards_blob, prepared.script_blob)
+        body = kept.page(prepared)
     else:
         body = shell.body
     base = Response.new(body, iso.response_init(shell.content_type))

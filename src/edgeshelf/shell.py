@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from js import AbortSignal, Array, Blob, Headers, HTMLRewriter, Object, Response, caches, fetch
 from pyodide.ffi import JsException, create_proxy, to_js
@@ -30,7 +30,7 @@ from .shellrules import (
     usable_shell,
 )
 
-__all__ = ["PreparedShell", "ShellSource", "ShellStore"]
+__all__ = ["PreparedShell", "ShelfBlobs", "ShellSource", "ShellStore"]
 
 # Distinct (host, shell, version) triples an isolate sees; a bound against odd Host headers.
 _CACHE_KEY_MEMO_SIZE = 256
@@ -62,10 +62,19 @@ def _blob(*parts: Any) -> Any:
     return Blob.new(Array.of(*parts))
 
 
+class ShelfBlobs(Protocol):
+    """A shelf's HTML as JS Blobs: its cards and payload (None for an empty shelf), its payload."""
+
+    @property
+    def cards_blob(self) -> Any: ...
+    @property
+    def script_blob(self) -> Any: ...
+
+
 class PreparedShell:
     """A shell version split around its first slot, as JS Blobs ready to concatenate.
 
-    ``page(shelf, cards, script)`` is byte for byte what the HTML rewriter would make of the
+    ``page(shelf)`` is byte for byte what the HTML rewriter would make of the
     shell for that shelf (the split is checked against two rewriter passes when it is made). The
     page is one Blob of three references, built once per shelf and kept (within
     ``_PAGE_BUDGET_CHARS``): every visitor of a segment gets the same bytes, and building a new
@@ -88,7 +97,7 @@ class PreparedShell:
         self.cards_slot = cards_slot
         self.needs_rewriter = needs_rewriter
         # Keyed by the shelf object itself: the dict holds it, so its identity is never reused.
-        self._pages: dict[object, Any] = {}
+        self._pages: dict[ShelfBlobs, Any] = {}
         self._max_pages = max(1, _PAGE_BUDGET_CHARS // max(1, len(text)))
         if parts is None:  # no slot, or a split not to be trusted: the shell as it is
             self.whole = _blob(text)
@@ -100,8 +109,9 @@ class PreparedShell:
             self.before_inner = _blob(self.before, inner)
             self.after = _blob(after)
 
-    def page(self, shelf: object, cards: Any, script: Any) -> Any:
-        """The page for ``shelf``: its ``cards`` (cards and payload, or None) or ``script``."""
+    def page(self, shelf: ShelfBlobs) -> Any:
+        """The page for ``shelf``: its cards (when it has any and the slot renders them) or its
+        payload alone in the slot."""
         if self.whole is not None:
             return self.whole
         pages = self._pages
@@ -109,10 +119,10 @@ class PreparedShell:
         if page is None:
             if len(pages) >= self._max_pages:
                 del pages[next(iter(pages))]
-            if cards is not None and self.cards_slot:
-                page = _blob(self.before, cards, self.after)
+            if shelf.cards_blob is not None and self.cards_slot:
+                page = _blob(self.before, shelf.cards_blob, self.after)
             else:
-                page = _blob(self.before_inner, script, self.after)
+                page = _blob(self.before_inner, shelf.script_blob, self.after)
             pages[shelf] = page
         return page
 
@@ -189,6 +199,16 @@ class ShellStore:
         else:
             entry = self._prepared.get(key, now)
         return entry.value if entry is not None else None
+
+    def find(
+        self, origin: str, name: str, version: str, renew: bool = False
+    ) -> tuple[PreparedShell | None, str, Any]:
+        """``(kept copy, "", None)``, or ``(None, cache key, started cache lookup)``."""
+        kept = self.prepared(origin, name, version, renew)
+        if kept is not None:
+            return kept, "", None
+        key, promise = self.cache_lookup(origin, name, version)
+        return None, key, promise
 
     def claim_prepare(self, origin: str, name: str, version: str) -> bool:
         """Whether this request should read the shell whole and split it: the isolate keeps
