@@ -38,24 +38,26 @@ TTL_S = 1.0
 COMMON = {"SEGMENT_SCHEMA": SCHEMA, "DEBUG_HEADERS": "1", "ORIGIN_TIMEOUT_MS": "400"}
 
 
-@pytest.fixture(scope="module")
-def kept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def memo_stack(tmp_path_factory: pytest.TempPathFactory, name: str, ttl: str) -> LocalStack:
+    """A stack whose isolate keeps shells and segments for ``ttl`` seconds ("0": nothing)."""
     s = start_stack(
-        tmp_path_factory, "memo-kept",
-        vars={**COMMON, "SHELL_POINTER_TTL": "1", "SEGMENT_MEMO_TTL": "1"},
+        tmp_path_factory, name,
+        vars={**COMMON, "SHELL_POINTER_TTL": ttl, "SEGMENT_MEMO_TTL": ttl},
     )  # fmt: skip
     s.origin_config(mode="down")  # shells come from KV's backup copy: any HTML a test wants
+    return s
+
+
+@pytest.fixture(scope="module")
+def kept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    s = memo_stack(tmp_path_factory, "memo-kept", str(int(TTL_S)))
     yield s
     s.stop()
 
 
 @pytest.fixture(scope="module")
 def rewritten(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    s = start_stack(
-        tmp_path_factory, "memo-off",
-        vars={**COMMON, "SHELL_POINTER_TTL": "0", "SEGMENT_MEMO_TTL": "0"},
-    )  # fmt: skip
-    s.origin_config(mode="down")
+    s = memo_stack(tmp_path_factory, "memo-off", "0")
     yield s
     s.stop()
 
