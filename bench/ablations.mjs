@@ -135,7 +135,7 @@ function jsVariant(name, patches, source = PEER) {
   const where = `${name} (${path.basename(source)})`;
   fs.writeFileSync(file, patched(fs.readFileSync(source, "utf8"), patches, where));
   // The peers import their shared rules from beside them.
-  fs.copyFileSync(path.join(path.dirname(source), "jsschema.mjs"), path.join(WORK, "jsschema.mjs"));
+  fs.copyFileSync(path.join(path.dirname(source), "jscommon.mjs"), path.join(WORK, "jscommon.mjs"));
   return file;
 }
 

@@ -1,7 +1,8 @@
-// The JavaScript peers' copy of edgeshelf's rules (bench/workers/jspeer.mjs, jsnaive.mjs): the
-// KV key schema and payload validation of src/edgeshelf/schema.py, the request signals of
-// identity.py and profile.py, and the escaping of inject.py, written once in JavaScript so both
-// peers validate and render exactly alike. Benchmark code only; the Worker's own definition is
+// What the JavaScript peers (bench/workers/jspeer.mjs, jsnaive.mjs) share: edgeshelf's rules
+// (the KV key schema and payload validation of src/edgeshelf/schema.py, the request signals of
+// identity.py and profile.py, the escaping of inject.py) and the plumbing around the read path
+// (configuration from [vars], the origin / KV-backup fill of the cache, the 503 page), written
+// once in JavaScript so both peers validate, configure and render exactly alike. Benchmark code only; the Worker's own definition is
 // the Python schema module. A variant of a peer (bench/ab.mjs --jsb, bench/ablations.mjs) needs
 // this file beside it.
 
@@ -191,4 +192,97 @@ export function intVar(raw, dflt, lo, hi) {
   if (raw === undefined || raw === null) return dflt;
   const v = Number.parseInt(String(raw), 10);
   return Number.isNaN(v) ? dflt : Math.min(Math.max(v, lo), hi);
+}
+
+// --- plumbing both peers share -----------------------------------------------------------------
+
+export function loadConfig(env) {
+  const cookieName = isStr(env.COOKIE_NAME) && COOKIE_NAME_RE.test(env.COOKIE_NAME)
+    ? env.COOKIE_NAME : "es_uid";
+  const schema = isStr(env.SEGMENT_SCHEMA) && SCHEMA_RE.test(env.SEGMENT_SCHEMA)
+    ? env.SEGMENT_SCHEMA : "v3";
+  let originUrl = isStr(env.ORIGIN_URL) ? env.ORIGIN_URL.replace(/\/+$/, "") : "";
+  if (!originUrl.startsWith("https://") && !originUrl.startsWith("http://")) originUrl = "";
+  const paths = new Map();
+  for (const raw of String(env.PERSONALIZED_PATHS ?? "/").split(",")) {
+    const item = raw.trim();
+    if (item && PATH_RE.test(item) && !item.includes("//")) {
+      const name = item.replace(/^\/+|\/+$/g, "").replaceAll("/", "_").replaceAll("-", "_");
+      paths.set(item, name ? name.slice(0, 32) : "home");
+    }
+  }
+  if (paths.size === 0) paths.set("/", "home");
+  return {
+    cookieName,
+    schema,
+    originUrl,
+    paths,
+    kvCacheTtl: intVar(env.KV_CACHE_TTL, 60, 30, 86400),
+    originTimeoutMs: intVar(env.ORIGIN_TIMEOUT_MS, 1500, 50, 30000),
+    debugHeaders: ["1", "true", "yes"].includes(String(env.DEBUG_HEADERS)),
+    pointerTtlMs: intVar(env.SHELL_POINTER_TTL, 10, 0, 300) * 1000,
+    segmentMemoTtlMs: intVar(env.SEGMENT_MEMO_TTL, 10, 0, 300) * 1000,
+  };
+}
+
+export function kvRead(record, outcome) {
+  record.kv_reads += 1;
+  if (outcome !== "hit") record.kv_misses += 1;
+}
+
+export function unavailable(status = 503) {
+  return new Response(UNAVAILABLE_PAGE, {
+    status,
+    headers: {
+      "content-type": "text/html; charset=utf-8",
+      "cache-control": "no-store",
+      "retry-after": "30",
+    },
+  });
+}
+
+export const round3 = (x) => Math.round(x * 1000) / 1000;
+
+export async function fill(iso, ctx, cacheKey, name, version, path, errors) {
+  let text = null;
+  let source = "origin";
+  const cfg = iso.config;
+  if (cfg.originUrl) {
+    try {
+      const resp = await fetch(cfg.originUrl + path, {
+        headers: { accept: "text/html", "user-agent": "edgeshelf-worker" },
+        signal: AbortSignal.timeout(cfg.originTimeoutMs),
+        redirect: "follow",
+      });
+      const ctype = resp.headers.get("content-type") || "";
+      const length = resp.headers.get("content-length");
+      if (resp.status !== 200) errors.push(`origin: status ${resp.status}`);
+      else if (!ctype.toLowerCase().includes("text/html")) errors.push("origin: not text/html");
+      else if (length !== null && /^\d+$/.test(length) && Number(length) > MAX_SHELL_BYTES) {
+        errors.push("origin: shell too large");
+      } else {
+        const body = await resp.text();
+        if (body.length > 0 && body.length <= MAX_SHELL_BYTES) text = body;
+        else errors.push("origin: shell too large or empty");
+      }
+    } catch (err) {
+      errors.push(`origin: ${err.name}`);
+    }
+  }
+  if (text === null && version !== NO_POINTER_VERSION) {
+    source = "kv-backup";
+    let backup = null;
+    try {
+      backup = await iso.kv.get(`${SHELL_PREFIX}${name}:${version}`, iso.textOpts);
+    } catch (err) {
+      errors.push(`kv-backup: ${err.name}`);
+    }
+    text = isStr(backup) && backup.length > 0 && backup.length <= MAX_SHELL_BYTES ? backup : null;
+  }
+  if (text === null) return null;
+  const cachedCopy = new Response(text, {
+    headers: { "content-type": "text/html; charset=utf-8", "cache-control": CACHE_CONTROL_SHELL },
+  });
+  ctx.waitUntil(caches.default.put(cacheKey, cachedCopy));
+  return { body: text, contentType: "text/html; charset=utf-8", source };
 }

@@ -56,37 +56,14 @@ import {
   scriptHtml,
   cardsHtml,
   intVar,
-} from "./jsschema.mjs";
+  loadConfig,
+  kvRead,
+  unavailable,
+  round3,
+  fill,
+} from "./jscommon.mjs";
 
 // --- per isolate ------------------------------------------------------------------------------
-
-function loadConfig(env) {
-  const cookieName = isStr(env.COOKIE_NAME) && COOKIE_NAME_RE.test(env.COOKIE_NAME)
-    ? env.COOKIE_NAME : "es_uid";
-  const schema = isStr(env.SEGMENT_SCHEMA) && SCHEMA_RE.test(env.SEGMENT_SCHEMA)
-    ? env.SEGMENT_SCHEMA : "v3";
-  let originUrl = isStr(env.ORIGIN_URL) ? env.ORIGIN_URL.replace(/\/+$/, "") : "";
-  if (!originUrl.startsWith("https://") && !originUrl.startsWith("http://")) originUrl = "";
-  const paths = new Map();
-  for (const raw of String(env.PERSONALIZED_PATHS ?? "/").split(",")) {
-    const item = raw.trim();
-    if (item && PATH_RE.test(item) && !item.includes("//")) {
-      const name = item.replace(/^\/+|\/+$/g, "").replaceAll("/", "_").replaceAll("-", "_");
-      paths.set(item, name ? name.slice(0, 32) : "home");
-    }
-  }
-  if (paths.size === 0) paths.set("/", "home");
-  return {
-    cookieName,
-    schema,
-    originUrl,
-    paths,
-    kvCacheTtl: intVar(env.KV_CACHE_TTL, 60, 30, 86400),
-    originTimeoutMs: intVar(env.ORIGIN_TIMEOUT_MS, 1500, 50, 30000),
-    debugHeaders: ["1", "true", "yes"].includes(String(env.DEBUG_HEADERS)),
-    pointerTtlMs: intVar(env.SHELL_POINTER_TTL, 10, 0, 300) * 1000,
-  };
-}
 
 let ISO = null;
 function isolate(env) {
@@ -112,24 +89,6 @@ function newRecord() {
     total_ms: 0, errors: [],
   };
 }
-
-function kvRead(record, outcome) {
-  record.kv_reads += 1;
-  if (outcome !== "hit") record.kv_misses += 1;
-}
-
-function unavailable(status = 503) {
-  return new Response(UNAVAILABLE_PAGE, {
-    status,
-    headers: {
-      "content-type": "text/html; charset=utf-8",
-      "cache-control": "no-store",
-      "retry-after": "30",
-    },
-  });
-}
-
-const round3 = (x) => Math.round(x * 1000) / 1000;
 
 export default {
   async fetch(request, env, ctx) {
@@ -325,48 +284,4 @@ async function personalize(iso, request, ctx, url, shellName, record, started) {
       }
     },
   }).transform(base);
-}
-
-async function fill(iso, ctx, cacheKey, name, version, path, errors) {
-  let text = null;
-  let source = "origin";
-  const cfg = iso.config;
-  if (cfg.originUrl) {
-    try {
-      const resp = await fetch(cfg.originUrl + path, {
-        headers: { accept: "text/html", "user-agent": "edgeshelf-worker" },
-        signal: AbortSignal.timeout(cfg.originTimeoutMs),
-        redirect: "follow",
-      });
-      const ctype = resp.headers.get("content-type") || "";
-      const length = resp.headers.get("content-length");
-      if (resp.status !== 200) errors.push(`origin: status ${resp.status}`);
-      else if (!ctype.toLowerCase().includes("text/html")) errors.push("origin: not text/html");
-      else if (length !== null && /^\d+$/.test(length) && Number(length) > MAX_SHELL_BYTES) {
-        errors.push("origin: shell too large");
-      } else {
-        const body = await resp.text();
-        if (body.length > 0 && body.length <= MAX_SHELL_BYTES) text = body;
-        else errors.push("origin: shell too large or empty");
-      }
-    } catch (err) {
-      errors.push(`origin: ${err.name}`);
-    }
-  }
-  if (text === null && version !== NO_POINTER_VERSION) {
-    source = "kv-backup";
-    let backup = null;
-    try {
-      backup = await iso.kv.get(`${SHELL_PREFIX}${name}:${version}`, iso.textOpts);
-    } catch (err) {
-      errors.push(`kv-backup: ${err.name}`);
-    }
-    text = isStr(backup) && backup.length > 0 && backup.length <= MAX_SHELL_BYTES ? backup : null;
-  }
-  if (text === null) return null;
-  const cachedCopy = new Response(text, {
-    headers: { "content-type": "text/html; charset=utf-8", "cache-control": CACHE_CONTROL_SHELL },
-  });
-  ctx.waitUntil(caches.default.put(cacheKey, cachedCopy));
-  return { body: text, contentType: "text/html; charset=utf-8", source };
 }
