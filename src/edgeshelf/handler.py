@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from js import Blob, Headers, HTMLRewriter, Object, Request, Response, console, fetch
 from pyodide.ffi import JsException, create_proxy, to_js
 
-from . import identity, inject, schema
+from . import ffi, identity, inject, schema
 from .config import Config, load_config
 from .memo import TtlMemo
 from .metrics import RequestRecord
@@ -46,10 +46,6 @@ _SHELF_MEMO_SIZE = 512
 _SEGMENT_MEMO_SIZE = 1024
 
 
-def _js_object(pairs: list[tuple[str, Any]]) -> Any:
-    return Object.fromEntries(to_js(pairs))
-
-
 class _Prepared:
     """A shelf as ready JS Blobs and as an HTMLRewriter handler prototype, built once per
     segment value.
@@ -69,7 +65,7 @@ class _Prepared:
         self.script_blob = Blob.new(to_js([script]))
         self.cards_blob = Blob.new(to_js([cards_text])) if cards_text is not None else None
         cards = to_js([cards_text, iso.html_opts]) if cards_text is not None else None
-        self.proto = _js_object(
+        self.proto = ffi.js_object(
             [
                 ("element", iso.element_fn),
                 ("done", False),
@@ -87,8 +83,8 @@ class _Isolate:
         self.config: Config = load_config(lambda name: getattr(env, name, None))
         self.kv = env.EDGESHELF_KV
         self.metrics = getattr(env, "EDGESHELF_METRICS", None)
-        self.text_opts = _js_object([("type", "text"), ("cacheTtl", self.config.kv_cache_ttl)])
-        self.html_opts = _js_object([("html", True)])
+        self.text_opts = ffi.js_object([("type", "text"), ("cacheTtl", self.config.kv_cache_ttl)])
+        self.html_opts = ffi.js_object([("html", True)])
         # Every request's HTMLRewriter handler calls it; it lives as long as the isolate.
         self.element_fn = create_proxy(_inject_into_slot, capture_this=True)
         self.shelves: dict[tuple[int, str, str], _Prepared] = {}
@@ -127,7 +123,7 @@ class _Isolate:
                     ]
                 )
             )
-            init = _js_object([("headers", headers)])
+            init = ffi.js_object([("headers", headers)])
             if len(self.response_inits) < 8:  # the shells we cache are all text/html
                 self.response_inits[content_type] = init
         return init
@@ -159,8 +155,8 @@ def _inject_into_slot(handler: Any, el: Any) -> None:
     if handler.done:  # only the first slot gets the shelf
         return
     handler.done = True
-    cards = handler.cards
-    if cards is not None and el.getAttribute(inject.RENDER_ATTR) == "cards":
+    cards = ffi.py(handler.cards)
+    if cards is not None and ffi.attribute(el, inject.RENDER_ATTR) == "cards":
         el.setInnerContent.apply(el, cards)
     else:
         el.append.apply(el, handler.script)
@@ -226,7 +222,8 @@ def _unavailable(status: int = 503) -> Any:
             ]
         )
     )
-    return Response.new(_UNAVAILABLE_PAGE, _js_object([("status", status), ("headers", headers)]))
+    init = ffi.js_object([("status", status), ("headers", headers)])
+    return Response.new(_UNAVAILABLE_PAGE, init)
 
 
 async def _personalize(
@@ -239,10 +236,10 @@ async def _personalize(
     # 1. Identity. GPC: no persistent ID at all, request signals only.
     set_cookie: str | None = None
     uid: str | None = None
-    if identity.wants_no_tracking(headers.get("sec-gpc")):
+    if identity.wants_no_tracking(ffi.header(headers, "sec-gpc")):
         record.visitor = "gpc"
     else:
-        uid = identity.read_uid(headers.get("cookie"), cfg.cookie_name)
+        uid = identity.read_uid(ffi.header(headers, "cookie"), cfg.cookie_name)
         if uid is None:
             uid = identity.mint_uid()
             set_cookie = identity.set_cookie_header(cfg.cookie_name, uid)
@@ -273,7 +270,7 @@ async def _personalize(
 
     if pointer_promise is not None:
         try:
-            pointer_text = await pointer_promise
+            pointer_text = ffi.text(await pointer_promise)
         except JsException as exc:
             record.errors.append(f"kv-pointer: {exc.name}")
             pointer_text = None
@@ -349,23 +346,19 @@ async def _audience(
     profile_text = None
     if profile_promise is not None:
         try:
-            profile_text = await profile_promise
+            profile_text = ffi.text(await profile_promise)
         except JsException as exc:
             record.errors.append(f"kv-profile: {exc.name}")
         record.kv_read("hit" if profile_text is not None else "miss")
         record.profile_read = "miss" if profile_text is None else "hit"
-    if isinstance(profile_text, str):
+    if profile_text is not None:
         audience = audience_for(profile_text, None, None)
         if audience.source == "kv":
             return audience
-    if profile_text is not None:
         record.profile_read = "invalid"
     # Only now read the request's signals: a stored profile does not need them.
-    cf = js_req.cf
     return audience_for(
-        None,
-        getattr(cf, "country", None) if cf is not None else None,
-        headers.get("accept-language"),
+        None, ffi.cf_text(js_req, "country"), ffi.header(headers, "accept-language")
     )
 
 
@@ -379,14 +372,14 @@ async def _shelf(iso: _Isolate, audience: Any, record: RequestRecord) -> _Prepar
             record.memo_reads += 1
         else:
             try:
-                text = await iso.kv.get(step.key, iso.text_opts)
+                text = ffi.text(await iso.kv.get(step.key, iso.text_opts))
             except JsException as exc:  # not kept: the next request tries KV again
                 record.errors.append(f"kv-segment: {exc.name}")
                 text = None
             else:
-                memo.put(step.key, text if isinstance(text, str) else None, time.monotonic())
+                memo.put(step.key, text, time.monotonic())
         # A segment value seen before was valid then and is valid now: same text, same shelf.
-        memo_key = (step.level, step.key, text) if isinstance(text, str) else None
+        memo_key = (step.level, step.key, text) if text is not None else None
         prepared = iso.shelves.get(memo_key) if memo_key is not None else None
         if prepared is None:
             ids = ids_from(text, seg_schema)
@@ -409,12 +402,12 @@ async def _shell(
     path: str, record: RequestRecord, whole: bool,
 ) -> ShellSource | None:  # fmt: skip
     try:
-        cached = await cache_promise
+        cached = ffi.py(await cache_promise)
     except JsException as exc:
         record.errors.append(f"cache: {exc.name}")
         cached = None
     if cached is not None:
-        ctype = cached.headers.get("content-type") or "text/html; charset=utf-8"
+        ctype = ffi.header(cached.headers, "content-type") or "text/html; charset=utf-8"
         # Read whole when this request splits it for the isolate; streamed through otherwise.
         body = await cached.text() if whole else cached.body
         return ShellSource(body, ctype, "cache", version)

@@ -17,10 +17,10 @@ import time
 import uuid
 from typing import Any, Protocol
 
-from js import AbortSignal, Array, Blob, Headers, HTMLRewriter, Object, Response, caches, fetch
-from pyodide.ffi import JsException, create_proxy, to_js
+from js import AbortSignal, Array, Blob, Headers, HTMLRewriter, Response, caches, fetch
+from pyodide.ffi import JsException, create_proxy
 
-from . import inject, schema
+from . import ffi, inject, schema
 from .memo import TtlMemo
 from .shellrules import (
     CACHE_CONTROL_SHELL,
@@ -39,10 +39,6 @@ _PREPARED_MEMO_SIZE = 4
 # Finished pages a prepared shell keeps, per shelf, within about this many characters.
 _PAGE_BUDGET_CHARS = 8 * 1024 * 1024
 _HTML_TYPE = "text/html; charset=utf-8"
-
-
-def _js_object(pairs: list[tuple[str, Any]]) -> Any:
-    return Object.fromEntries(to_js(pairs))
 
 
 class ShellSource:
@@ -141,7 +137,7 @@ class _SplitPass:
         if self.done:
             return
         self.done = True
-        self.cards = el.getAttribute(inject.RENDER_ATTR) == "cards"
+        self.cards = ffi.attribute(el, inject.RENDER_ATTR) == "cards"
         if self.replace:
             el.setInnerContent(self.markers[2], self.html_opts)
         else:
@@ -168,7 +164,7 @@ class ShellStore:
         self._timeout_ms = timeout_ms
         self._text_opts = kv_text_opts
         self._pointers = ShellPointerMemo(pointer_ttl_s)
-        self._origin_headers = _js_object(
+        self._origin_headers = ffi.js_object(
             [("accept", "text/html"), ("user-agent", "edgeshelf-worker")]
         )
         # Per isolate: the Cache object and the cache key of each (origin, shell, version),
@@ -180,7 +176,7 @@ class ShellStore:
         )
         self._preparing: set[tuple[str, str, str]] = set()
         self._markers = inject.split_markers(uuid.uuid4().hex)
-        self._html_opts = _js_object([("html", True)])
+        self._html_opts = ffi.js_object([("html", True)])
 
     def prepared(
         self, origin: str, name: str, version: str, renew: bool = False
@@ -273,7 +269,9 @@ class ShellStore:
         if text is None and version != NO_POINTER_VERSION:
             source = "kv-backup"
             try:
-                backup = await self._kv.get(schema.shell_backup_key(name, version), self._text_opts)
+                backup = ffi.text(
+                    await self._kv.get(schema.shell_backup_key(name, version), self._text_opts)
+                )
             except JsException as exc:
                 errors.append(f"kv-backup: {exc.name}")
                 backup = None
@@ -282,16 +280,16 @@ class ShellStore:
             return None
         cached = Response.new(
             text,
-            _js_object([("headers", _js_object([
+            ffi.js_object([("headers", ffi.js_object([
                 ("content-type", "text/html; charset=utf-8"),
                 ("cache-control", CACHE_CONTROL_SHELL),
             ]))]),
         )  # fmt: skip
-        ctx.waitUntil(self._cache.put(cache_key, cached))
+        ffi.wait_until(ctx, self._cache.put(cache_key, cached))
         return ShellSource(text, "text/html; charset=utf-8", source, version)
 
     async def _from_origin(self, path: str, errors: list[str]) -> str | None:
-        init = _js_object(
+        init = ffi.js_object(
             [
                 ("headers", Headers.new(self._origin_headers)),
                 ("signal", AbortSignal.timeout(self._timeout_ms)),
@@ -303,8 +301,8 @@ class ShellStore:
             if resp.status != 200:
                 errors.append(f"origin: status {resp.status}")
                 return None
-            ctype = resp.headers.get("content-type") or ""
-            length = resp.headers.get("content-length")
+            ctype = ffi.header(resp.headers, "content-type") or ""
+            length = ffi.header(resp.headers, "content-length")
             if "text/html" not in ctype.lower():
                 errors.append("origin: not text/html")
                 return None
