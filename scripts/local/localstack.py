@@ -223,7 +223,8 @@ class LocalStack:
         return result
 
     def origin_config(self, **settings: Any) -> dict[str, Any]:
-        """Set the origin stand-in: mode (ok|down|slow|error|nohtml|noslot), delay_ms, pad_bytes."""
+        """Set the origin stand-in: mode (ok|down|slow|error|nohtml|noslot), delay_ms, pad_bytes,
+        chunked (no Content-Length)."""
         r = self._client.post(self.origin + "/__origin/config", json=settings)
         r.raise_for_status()
         result: dict[str, Any] = r.json()

@@ -3,8 +3,9 @@
 //   GET  /              the home shell (shells/home.html), with the headers a real origin
 //                       sends (Set-Cookie, ETag, Last-Modified) that the Worker must strip
 //   GET  /<other>       a small plain page naming the method and path (passthrough routes)
-//   POST /__origin/config {mode, delay_ms, pad_bytes}   mode: ok | down | slow | error |
-//                       nohtml | noslot; pad_bytes grows the shell to about that size
+//   POST /__origin/config {mode, delay_ms, pad_bytes, chunked}   mode: ok | down | slow |
+//                       error | nohtml | noslot; pad_bytes grows the shell to about that size;
+//                       chunked: true sends the shell without Content-Length (chunked)
 //   GET  /__origin/stats  {requests, shell_requests}
 import fs from "node:fs";
 import http from "node:http";
@@ -24,7 +25,9 @@ function padded(html, padBytes) {
 
 export async function startOrigin({ host = "127.0.0.1", port = 8789 } = {}) {
   const shellFile = path.join(HERE, "shells", "home.html");
-  const state = { mode: "ok", delay_ms: 0, pad_bytes: 0, requests: 0, shell_requests: 0 };
+  const state = {
+    mode: "ok", delay_ms: 0, pad_bytes: 0, chunked: false, requests: 0, shell_requests: 0,
+  };
 
   const server = http.createServer((req, res) => {
     // Prefixing (rather than resolving against a base) keeps odd targets like "//" a path.
@@ -43,7 +46,9 @@ export async function startOrigin({ host = "127.0.0.1", port = 8789 } = {}) {
         try {
           const cfg = JSON.parse(body || "{}");
           if (cfg.mode !== undefined && !MODES.has(cfg.mode)) throw new Error(`unknown mode ${cfg.mode}`);
-          for (const k of ["mode", "delay_ms", "pad_bytes"]) if (cfg[k] !== undefined) state[k] = cfg[k];
+          for (const k of ["mode", "delay_ms", "pad_bytes", "chunked"]) {
+            if (cfg[k] !== undefined) state[k] = cfg[k];
+          }
           res.writeHead(200, { "content-type": "application/json" });
           res.end(JSON.stringify(state));
         } catch (err) {
@@ -88,7 +93,7 @@ export async function startOrigin({ host = "127.0.0.1", port = 8789 } = {}) {
       html = padded(html, state.pad_bytes);
       res.writeHead(200, {
         "content-type": "text/html; charset=utf-8",
-        "content-length": Buffer.byteLength(html),
+        ...(state.chunked ? {} : { "content-length": Buffer.byteLength(html) }),
         "cache-control": "public, max-age=60",
         etag: '"shell-1"',
         "last-modified": "Mon, 23 Nov 2026 12:00:00 GMT",

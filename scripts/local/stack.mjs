@@ -13,6 +13,8 @@
 // is loaded from the installed `workers-runtime-sdk` plus the small adapter in ./adapter.
 // `--runtime current` (or EDGESHELF_RUNTIME=current) runs today's workerd through Miniflare 4,
 // with no adapter; it needs the internet to download Pyodide.
+// `--runtime pyodide-0.28` / `pyodide-314` run the Worker on production's Pyodide in Node
+// (./pyodide/host.mjs), over the same KV namespace, origin and local API, offline.
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
@@ -20,11 +22,22 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { parse as parseToml } from "smol-toml";
 import { startOrigin } from "./origin.mjs";
+import {
+  analyticsRecorder,
+  isPyodideRuntime,
+  kvBinding,
+  PYODIDE_RUNTIMES,
+  startPyodideWorker,
+} from "./pyodide/host.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(HERE, "..", "..");
 const VIRTUAL_ROOT = "/edgeshelf";
 export const LOCAL_ACCOUNT_ID = "0123456789abcdef0123456789abcdef";
+export const RUNTIMES = ["offline", "current", ...Object.keys(PYODIDE_RUNTIMES)];
+// The request.cf every request gets unless it sends `MF-CF-Blob` (Miniflare otherwise tries to
+// download cf.json); tests send that header to simulate visitors from elsewhere.
+const DEFAULT_CF = { country: "US", colo: "LCL", asn: 64512 };
 
 // Stands in for Workers Analytics Engine, which Miniflare 3 lacks: a wrapped binding whose
 // writeDataPoint logs each point as one `analytics {json}` line.
@@ -70,7 +83,7 @@ function pythonModules(baseDir, relDir = "") {
 }
 
 /** Where `workers-runtime-sdk` is installed (uv's .venv unless EDGESHELF_SDK_DIR says). */
-function findSdkDir() {
+export function findSdkDir() {
   if (process.env.EDGESHELF_SDK_DIR) return process.env.EDGESHELF_SDK_DIR;
   const lib = path.join(ROOT, ".venv", "lib");
   for (const py of fs.existsSync(lib) ? fs.readdirSync(lib) : []) {
@@ -154,13 +167,16 @@ export async function startStack({
   // Optional (stdout, stderr) => void for workerd's output; Miniflare prints it otherwise.
   handleRuntimeStdio = undefined,
 } = {}) {
-  if (!["offline", "current"].includes(runtime)) {
-    throw new Error(`--runtime must be offline or current, got ${runtime}`);
+  if (!RUNTIMES.includes(runtime)) {
+    throw new Error(`--runtime must be one of ${RUNTIMES.join(", ")}, got ${runtime}`);
   }
+  // On a Pyodide runtime the Worker runs in this process (./pyodide/host.mjs) and workerd keeps
+  // the KV namespace, the local API and the other workers.
+  const onPyodide = isPyodideRuntime(runtime);
   const config = readWranglerConfig();
   const originServer = await startOrigin({ host, port: originPort });
   const origin = `http://${host}:${originServer.port}`;
-  const mfModule = await loadMiniflare(runtime);
+  const mfModule = await loadMiniflare(onPyodide ? "offline" : runtime);
   const { Miniflare, Log, LogLevel } = mfModule;
   let compatibilityDate = config.compatibilityDate;
   const newest = mfModule.supportedCompatibilityDate;
@@ -180,7 +196,7 @@ export async function startStack({
   const namespaces = config.kvNamespaces;
   const datasets = { ...config.analyticsEngine };
   if (analytics && Object.keys(datasets).length === 0) datasets.EDGESHELF_METRICS = "edgeshelf";
-  const analyticsWorkers = Object.keys(datasets).length
+  const analyticsWorkers = Object.keys(datasets).length && !onPyodide
     ? [
         {
           name: "analytics-recorder",
@@ -200,26 +216,29 @@ export async function startStack({
     DEBUG_HEADERS: "1",
     ...vars,
   };
+  const workerdPython = onPyodide
+    ? []
+    : [
+        pythonWorkerOptions({
+          name: config.name,
+          srcDir,
+          runtime,
+          compatibilityDate,
+          compatibilityFlags: config.compatibilityFlags,
+          kvNamespaces: namespaces,
+          bindings: workerVars,
+          extra: { routes: ["*"], wrappedBindings },
+        }),
+      ];
   const mf = new Miniflare({
     host,
-    port,
+    port: onPyodide ? 0 : port,
     log: new Log(level),
-    // A fixed cf object: Miniflare otherwise tries to download cf.json. Tests send the
-    // `MF-CF-Blob` header to simulate visitors from elsewhere.
-    cf: { country: "US", colo: "LCL", asn: 64512 },
+    cf: DEFAULT_CF,
     ...persistOpts,
     ...(handleRuntimeStdio ? { handleRuntimeStdio } : {}),
     workers: [
-      pythonWorkerOptions({
-        name: config.name,
-        srcDir,
-        runtime,
-        compatibilityDate,
-        compatibilityFlags: config.compatibilityFlags,
-        kvNamespaces: namespaces,
-        bindings: workerVars,
-        extra: { routes: ["*"], wrappedBindings },
-      }),
+      ...workerdPython,
       {
         name: "cloudflare-api",
         modules: true,
@@ -241,9 +260,36 @@ export async function startStack({
     ],
   });
   let worker;
+  let pyHost = null;
   try {
     worker = (await mf.ready).href.replace(/\/$/, "");
+    if (onPyodide) {
+      pyHost = await startPyodideWorker({
+        runtime,
+        srcDir,
+        sdkDir: findSdkDir(),
+        host,
+        port,
+        cf: DEFAULT_CF,
+        env: {
+          ...workerVars,
+          ...Object.fromEntries(
+            await Promise.all(
+              Object.keys(namespaces).map(async (binding) => [
+                binding,
+                kvBinding(await mf.getKVNamespace(binding, "cloudflare-api")),
+              ]),
+            ),
+          ),
+          ...Object.fromEntries(
+            Object.entries(datasets).map(([binding, dataset]) => [binding, analyticsRecorder(dataset)]),
+          ),
+        },
+      });
+      worker = pyHost.url;
+    }
   } catch (err) {
+    await mf.dispose().catch(() => {});
     await originServer.close();
     throw err;
   }
@@ -261,6 +307,7 @@ export async function startStack({
     originServer,
     vars: workerVars,
     async dispose() {
+      await pyHost?.close();
       await mf.dispose();
       await originServer.close();
     },

@@ -17,6 +17,9 @@ from hypothesis import strategies as st
 from tests.support.pages import shelf_from_html
 from tests.support.rawhttp import RawResponse, send
 
+# Worker behaviour: scripts/test runs these on every runtime, Pyodide 0.28 and 314 included.
+pytestmark = pytest.mark.every_runtime
+
 EXAMPLES = int(os.environ.get("EDGESHELF_FUZZ_EXAMPLES", "150"))
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES,

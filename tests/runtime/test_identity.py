@@ -10,6 +10,9 @@ import pytest
 from edgeshelf import schema
 from tests.runtime.helpers import fresh_audience, put_profile, put_segment, shelf, visit
 
+# Worker behaviour: scripts/test runs these on every runtime, Pyodide 0.28 and 314 included.
+pytestmark = pytest.mark.every_runtime
+
 MINTED = re.compile(
     r"es_uid=([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}); "
     r"Max-Age=34560000; Path=/; HttpOnly; Secure; SameSite=Lax"

@@ -27,6 +27,9 @@ from tests.runtime.helpers import (
     visit,
 )
 
+# Worker behaviour: scripts/test runs these on every runtime, Pyodide 0.28 and 314 included.
+pytestmark = pytest.mark.every_runtime
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 

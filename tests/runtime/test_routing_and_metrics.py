@@ -10,6 +10,9 @@ import pytest
 
 from tests.runtime.helpers import fresh_audience, put_profile, put_segment, shelf, visit
 
+# Worker behaviour: scripts/test runs these on every runtime, Pyodide 0.28 and 314 included.
+pytestmark = pytest.mark.every_runtime
+
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
 def test_other_methods_pass_through_to_origin(stack, method):

@@ -19,6 +19,9 @@ from tests.runtime.helpers import (
     visit,
 )
 
+# Worker behaviour: scripts/test runs these on every runtime, Pyodide 0.28 and 314 included.
+pytestmark = pytest.mark.every_runtime
+
 
 def test_known_user_gets_their_exact_segment(stack, uid):
     """A stored profile selects seg:<country>-<lang>-<bucket>:v3; its IDs are injected in order."""

@@ -13,6 +13,9 @@ from edgeshelf import schema
 from tests.runtime.helpers import debug, put_raw, shelf, visit
 from tests.support.pages import shelf_from_html
 
+# Worker behaviour: scripts/test runs these on every runtime, Pyodide 0.28 and 314 included.
+pytestmark = pytest.mark.every_runtime
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -27,7 +30,7 @@ def shell_version(fresh_stack) -> Iterator[str]:
         fresh_stack, schema.shell_pointer_key("home"), schema.encode_shell_pointer(version, "/")
     )
     yield version
-    fresh_stack.origin_config(mode="ok", delay_ms=0, pad_bytes=0)
+    fresh_stack.origin_config(mode="ok", delay_ms=0, pad_bytes=0, chunked=False)
 
 
 def put_backup(stack, version: str) -> None:
@@ -55,6 +58,29 @@ def test_cold_cache_fetches_origin_once_then_serves_from_cache(fresh_stack, shel
     for _ in range(3):
         assert debug(visit(fresh_stack))["shell"] == "cache"
     assert fresh_stack.origin_stats()["shell_requests"] == before + 1
+    # The fill went through ctx.waitUntil with a proxy that outlived the call (ffi.wait_until).
+    assert "borrowed proxy" not in fresh_stack.log_text()
+
+
+def test_plain_first_visit_with_an_origin_that_sends_no_length(fresh_stack, shell_version):
+    """No Sec-GPC, no Cookie, a chunked origin answer: a page, a minted ID and a shelf.
+
+    The request that answered every visitor with a 503 on Pyodide 0.28 (JS null read as a
+    header value); scripts/test runs it on every interpreter.
+    """
+    fresh_stack.origin_config(chunked=True)
+    before = len(fresh_stack.worker_logs())
+    r = httpx.get(fresh_stack.worker + "/", timeout=30)
+    assert "cookie" not in r.request.headers
+    assert "sec-gpc" not in r.request.headers
+    assert r.status_code == 200, r.text[:300]
+    assert debug(r)["shell"] == "origin"
+    assert r.headers["set-cookie"].startswith("es_uid=")
+    assert shelf(r)["fallback"] in (0, 1, 2, 3)
+    assert r.text.rstrip().endswith("</html>")
+    record = fresh_stack.wait_worker_logs(lambda logs: len(logs) > before)[-1]
+    assert record["visitor"] == "minted"
+    assert record["errors"] == []
 
 
 @pytest.mark.parametrize("source", ["origin", "cache"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -154,6 +155,7 @@ def _builder_plan(tmp_path: Path) -> tuple[dict[str, str], dict[str, int], dict[
         con.close()
 
 
+@pytest.mark.cpython_only
 def test_builder_output_is_accepted_by_worker(tmp_path: Path) -> None:
     """Every planned key and value is read by the Worker as the builder meant it."""
     # Segment keys are the keys the Worker's chain asks for, every segment decodes to the
@@ -206,6 +208,7 @@ def test_builder_output_is_accepted_by_worker(tmp_path: Path) -> None:
     assert levels <= {0, 1}
 
 
+@pytest.mark.cpython_only
 def test_builder_shell_publication_is_followed_by_worker() -> None:
     """The shell copy and pointer the builder publishes are the keys the Worker reads."""
     from builder.cloudflare import BulkResult  # noqa: PLC0415
