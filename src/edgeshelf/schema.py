@@ -13,6 +13,7 @@ Key schema (``<schema>`` is e.g. ``v3``)::
     seg:global:<schema>                       global default        TTL 6 hours
     shell:<name>                              shell pointer JSON    no TTL
     shell:<name>:<version>                    last-known-good HTML  no TTL
+    exp:active                                the running experiment (edgeshelf.experiment)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Final, TypedDict, cast
 __all__ = [
     "DEFAULT_BUCKET",
     "DEFAULT_SCHEMA",
+    "EXPERIMENT_KEY",
     "GLOBAL_SEGMENT",
     "MAX_CATEGORIES",
     "MAX_PROFILE_BYTES",
@@ -68,6 +70,8 @@ __all__ = [
 USER_PREFIX: Final = "u:"
 SEGMENT_PREFIX: Final = "seg:"
 SHELL_PREFIX: Final = "shell:"
+# The running experiment's document (format and assignment: edgeshelf.experiment).
+EXPERIMENT_KEY: Final = "exp:active"
 
 SEGMENT_TTL: Final = 60 * 60 * 6
 USER_TTL: Final = 60 * 60 * 24 * 30
