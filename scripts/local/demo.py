@@ -25,7 +25,7 @@ import tomllib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from localstack import LocalStack, StackError
@@ -34,11 +34,12 @@ from rich.panel import Panel
 from rich.table import Table
 
 from edgeshelf import schema
+from edgeshelf.profile import Audience
+from edgeshelf.segments import LEVELS, chain_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SHELL_FILE = ROOT / "scripts" / "local" / "shells" / "home.html"
 COOKIE = "es_uid"
-LEVELS = ("exact", "lang-default", "global", "none")
 KNOWN_USERS = 4
 _SHELF_RE = re.compile(r'<script type="application/json" id="edgeshelf-shelf">(.*?)</script>', re.S)
 _CARDS_RE = re.compile(r'<ul class="row es-rendered" id="edgeshelf-cards">(.*?)</ul>', re.S)
@@ -136,16 +137,11 @@ def expected_shelf(
     v: Visitor, published: set[str], kv: KVReader, seg_schema: str
 ) -> tuple[str, str, list[str]]:
     """The first published segment along the documented fallback chain, and its IDs in KV."""
-    country, lang, bucket = audience(v)
-    chain = [(0, schema.segment_id(country, lang, bucket))]
-    if bucket != schema.DEFAULT_BUCKET:
-        chain.append((1, schema.segment_id(country, lang, schema.DEFAULT_BUCKET)))
-    chain.append((2, schema.GLOBAL_SEGMENT))
-    for level, seg in chain:
-        if seg in published:
-            stored = schema.decode_segment(kv.get(schema.segment_key(seg, seg_schema)), seg_schema)
+    for step in chain_for(Audience(*audience(v), "kv"), seg_schema):
+        if step.segment in published:
+            stored = schema.decode_segment(kv.get(step.key), seg_schema)
             if stored is not None:
-                return seg, LEVELS[level], stored["ids"]
+                return step.segment, LEVELS[step.level], stored["ids"]
     return "", "none", []
 
 
@@ -233,6 +229,13 @@ def pick_segments(exact: list[str], n: int) -> list[str]:
     return chosen
 
 
+def builder_profile(text: str | None) -> schema.Profile | None:
+    """A profile as the builder wrote it: the demo reads its own builder's output."""
+    if text is None or schema.read_profile(text) is None:
+        return None
+    return cast("schema.Profile", json.loads(text))
+
+
 def find_users(
     kv: KVReader, targets: list[str], published: set[str]
 ) -> tuple[dict[str, tuple[str, schema.Profile]], tuple[str, schema.Profile] | None]:
@@ -243,7 +246,7 @@ def find_users(
     keys = kv.keys(schema.USER_PREFIX)
     for start in range(0, len(keys), 100):
         for key, text in kv.get_many(keys[start : start + 100]).items():
-            profile = schema.decode_profile(text) if text is not None else None
+            profile = builder_profile(text)
             if profile is None:
                 continue
             uid = key.removeprefix(schema.USER_PREFIX)

@@ -51,13 +51,23 @@ def best_language(accept_language: str | None) -> str:
 def audience_for(
     profile_text: str | None, country: str | None, accept_language: str | None
 ) -> Audience:
-    """The stored profile when it validates, else a default profile from the request."""
-    profile = schema.decode_profile(profile_text) if profile_text is not None else None
-    if profile is not None:
-        return Audience(profile["country"], profile["lang"], profile["affinity_bucket"], "kv")
+    """The stored profile's parts where it has them, the request's signals for the rest.
+
+    A stored profile (``schema.read_profile``: lenient, normalised) makes a ``kv`` audience; a
+    country or language it lacks comes from ``request.cf.country`` and ``Accept-Language``, as
+    does the whole audience (``request``, bucket ``default``) when there is no usable profile.
+    """
+    stored = schema.read_profile(profile_text) if profile_text is not None else None
+    if stored is None:
+        return Audience(
+            schema.normalize_country(country),
+            best_language(accept_language),
+            schema.DEFAULT_BUCKET,
+            "request",
+        )
     return Audience(
-        schema.normalize_country(country),
-        best_language(accept_language),
-        schema.DEFAULT_BUCKET,
-        "request",
+        stored.country if stored.country is not None else schema.normalize_country(country),
+        stored.lang if stored.lang is not None else best_language(accept_language),
+        stored.bucket,
+        "kv",
     )

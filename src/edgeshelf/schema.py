@@ -12,7 +12,8 @@ Key schema (``<schema>`` is e.g. ``v3``)::
     seg:<country>-<lang>-default:<schema>     language default      TTL 6 hours
     seg:global:<schema>                       global default        TTL 6 hours
     shell:<name>                              shell pointer JSON    no TTL
-    shell:<name>:<version>                    last-known-good HTML  no TTL
+    shell:<name>:<version>                    the version's copy    no TTL
+                                              (page + origin headers)
     exp:active                                the running experiment (edgeshelf.experiment)
 """
 
@@ -20,11 +21,15 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Final, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypedDict, cast
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
 
 __all__ = [
     "DEFAULT_BUCKET",
     "DEFAULT_SCHEMA",
+    "DROPPED_SHELL_HEADERS",
     "EXPERIMENT_KEY",
     "GLOBAL_SEGMENT",
     "MAX_CATEGORIES",
@@ -35,6 +40,7 @@ __all__ = [
     "PROFILE_FORMAT",
     "SEGMENT_PREFIX",
     "SEGMENT_TTL",
+    "SHELL_COPY_FORMAT",
     "SHELL_PREFIX",
     "UNKNOWN_COUNTRY",
     "UNKNOWN_LANG",
@@ -42,19 +48,23 @@ __all__ = [
     "USER_TTL",
     "Profile",
     "Segment",
+    "ShellCopy",
     "ShellPointer",
-    "decode_profile",
+    "StoredAudience",
     "decode_segment",
+    "decode_shell_copy",
     "decode_shell_pointer",
     "encode_profile",
     "encode_segment",
+    "encode_shell_copy",
     "encode_shell_pointer",
+    "kept_headers",
     "normalize_bucket",
     "normalize_country",
     "normalize_lang",
     "profile_key",
+    "read_profile",
     "schema_version",
-    "segment_chain",
     "segment_id",
     "segment_key",
     "segment_key_schema",
@@ -226,15 +236,6 @@ def segment_key(seg_id: str, schema: str) -> str:
     return f"{SEGMENT_PREFIX}{seg_id}:{schema}"
 
 
-def segment_chain(country: str, lang: str, bucket: str) -> list[str]:
-    """Segment IDs to try in order: exact, ``<country>-<lang>-default``, global."""
-    exact = segment_id(country, lang, bucket)
-    lang_default = segment_id(country, lang, DEFAULT_BUCKET)
-    chain = [exact] if exact == lang_default else [exact, lang_default]
-    chain.append(GLOBAL_SEGMENT)
-    return chain
-
-
 def shell_pointer_key(name: str) -> str:
     if not valid_shell_name(name):
         raise ValueError(f"shell name must match [a-z0-9_]{{1,32}}, got {name!r}")
@@ -295,34 +296,52 @@ def encode_profile(
     return _dumps(profile)
 
 
-def decode_profile(text: object) -> Profile | None:
-    """Parse and validate a stored profile; ``None`` for anything missing, corrupt or oversized."""
+class StoredAudience(NamedTuple):
+    """What the Worker takes from a stored profile: the parts that choose a shelf, normalised.
+
+    ``country`` and ``lang`` are None when the profile lacks a usable value (the request's
+    signals stand in for them); a missing or unusable bucket is ``default``.
+    """
+
+    country: str | None
+    lang: str | None
+    bucket: str
+
+
+def _stored_part(raw: object, normalise: Callable[[object], str], unknown: str) -> str | None:
+    """A stored country or language, normalised; None when it is missing or not one at all.
+
+    An explicit unknown (``"xx"``, what the builder writes for users without one) is kept, so the
+    Worker asks for the segment the builder computed for that user.
+    """
+    part = normalise(raw)
+    if part == unknown and not (isinstance(raw, str) and raw.strip().lower() == unknown):
+        return None
+    return part
+
+
+def read_profile(text: object) -> StoredAudience | None:
+    """A stored profile as the Worker reads it: strict on write (``encode_profile``), lenient here.
+
+    Any JSON object within ``MAX_PROFILE_BYTES`` whose ``fv`` is 1 or absent is a profile, in
+    this format or in another system's (the original design wrote no ``fv``). ``country``,
+    ``lang`` and ``affinity_bucket`` pass through the builder's normalisers (``"JP"`` -> ``jp``,
+    ``"ja-JP"`` -> ``ja``, ``"Anime"`` -> ``anime``), so nothing reaches a key unnormalised; a
+    field that is missing or unusable falls back on its own. ``recent_categories`` and
+    ``last_seen`` do not choose a shelf and are not read. None for anything else: not text,
+    corrupt, oversized, not an object, or another format version.
+    """
     obj = _loads_object(text, MAX_PROFILE_BYTES)
+    if obj is None:
+        return None
     # _is_int first: in Python True == 1 and 1.0 == 1, neither of which is format 1.
-    if obj is None or not _is_int(obj.get("fv")) or obj.get("fv") != PROFILE_FORMAT:
+    fv = obj.get("fv", PROFILE_FORMAT)
+    if not _is_int(fv) or fv != PROFILE_FORMAT:
         return None
-    country, lang, bucket = obj.get("country"), obj.get("lang"), obj.get("affinity_bucket")
-    cats, last_seen = obj.get("recent_categories"), obj.get("last_seen")
-    if not (
-        _full(_COUNTRY_RE, country)
-        and _full(_LANG_RE, lang)
-        and _full(_BUCKET_RE, bucket)
-        and isinstance(cats, list)
-        and len(cats) <= MAX_CATEGORIES
-        and all(_full(_BUCKET_RE, c) for c in cats)
-        and _is_int(last_seen)
-    ):
-        return None
-    return cast(
-        "Profile",
-        {
-            "fv": PROFILE_FORMAT,
-            "country": country,
-            "lang": lang,
-            "affinity_bucket": bucket,
-            "recent_categories": list(cats),
-            "last_seen": last_seen,
-        },
+    return StoredAudience(
+        _stored_part(obj.get("country"), normalize_country, UNKNOWN_COUNTRY),
+        _stored_part(obj.get("lang"), normalize_lang, UNKNOWN_LANG),
+        normalize_bucket(obj.get("affinity_bucket")),
     )
 
 
@@ -388,3 +407,98 @@ def decode_shell_pointer(text: object) -> ShellPointer | None:
     except ValueError:
         return None
     return cast("ShellPointer", {"version": version, "path": path})
+
+
+# --- the shell copy: the page and the origin's headers that travel with it ------------------
+
+SHELL_COPY_FORMAT: Final = "edgeshelf.shell/1"
+# The copy's JSON escapes at most double the HTML; headers add little.
+_MAX_SHELL_COPY_BYTES: Final = 2 * MAX_SHELL_BYTES + 65536
+_MAX_SHELL_HEADERS: Final = 64
+_MAX_HEADER_VALUE: Final = 8192
+_HEADER_NAME_RE: Final = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]{1,64}")
+# Response headers of the origin's page that do not travel with the shell: edgeshelf sets
+# these itself for the personalized page, they describe the origin's bytes or connection
+# rather than the page served (hop-by-hop headers, RFC 9110 7.6.1), or the edge sets them per
+# response. Everything else (Content-Security-Policy, Strict-Transport-Security,
+# X-Frame-Options, Referrer-Policy, Permissions-Policy, Link, ...) is the site's and is kept.
+DROPPED_SHELL_HEADERS: Final = frozenset(
+    {
+        "cache-control", "vary", "set-cookie", "set-cookie2", "server-timing", "content-type",
+        "content-length", "content-encoding", "content-range", "accept-ranges", "etag",
+        "last-modified", "age", "expires", "date", "content-md5", "digest", "content-digest",
+        "repr-digest", "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+        "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "alt-svc",
+        "server", "cf-cache-status", "cf-ray", "x-edgeshelf-debug",
+    }
+)  # fmt: skip
+
+
+class ShellCopy(NamedTuple):
+    """A shell version's page and the origin headers kept with it."""
+
+    html: str
+    headers: tuple[tuple[str, str], ...]
+
+
+def kept_headers(pairs: Iterable[tuple[object, object]]) -> tuple[tuple[str, str], ...]:
+    """The origin's response headers that travel with its page (names lower-cased).
+
+    Drops ``DROPPED_SHELL_HEADERS``, whatever a ``Connection`` header names, anything that is
+    not a well-formed header, and everything past 64 headers: the rules the Worker applies to
+    the origin, the Cache API and the copy in KV alike, and the builder when it publishes one.
+    """
+    items = [(str(n).strip().lower(), v) for n, v in pairs if isinstance(n, str)]
+    dropped = set(DROPPED_SHELL_HEADERS)
+    for name, value in items:
+        if name == "connection" and isinstance(value, str):
+            dropped.update(token.strip().lower() for token in value.split(","))
+    kept: list[tuple[str, str]] = []
+    for name, value in items:
+        if (
+            name in dropped
+            or not _HEADER_NAME_RE.fullmatch(name)
+            or not isinstance(value, str)
+            or len(value) > _MAX_HEADER_VALUE
+            or any(c in value for c in "\r\n\x00")
+        ):
+            continue
+        kept.append((name, value.strip()))
+        if len(kept) == _MAX_SHELL_HEADERS:
+            break
+    return tuple(kept)
+
+
+def encode_shell_copy(html: str, headers: Iterable[tuple[str, str]] = ()) -> str:
+    """The value of ``shell:<name>:<version>``: the page and the headers it is served with."""
+    if not 0 < len(html) <= MAX_SHELL_BYTES:
+        raise ValueError(f"a shell must be 1 to {MAX_SHELL_BYTES} characters")
+    copy = {
+        "format": SHELL_COPY_FORMAT,
+        "headers": [list(pair) for pair in kept_headers(headers)],
+        "html": html,
+    }
+    return json.dumps(copy, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+def decode_shell_copy(text: object) -> ShellCopy | None:
+    """A stored copy; a plain-HTML value (written before headers were kept) is the page alone.
+
+    None when it is missing, empty, oversized or not a copy at all.
+    """
+    if not isinstance(text, str) or not text:
+        return None
+    if not text.lstrip().startswith("{"):  # an HTML page never starts with "{"
+        return ShellCopy(text, ()) if len(text) <= MAX_SHELL_BYTES else None
+    obj = _loads_object(text, _MAX_SHELL_COPY_BYTES)
+    if obj is None or obj.get("format") != SHELL_COPY_FORMAT:
+        return None
+    html, headers = obj.get("html"), obj.get("headers")
+    if not (isinstance(html, str) and 0 < len(html) <= MAX_SHELL_BYTES):
+        return None
+    pairs = [
+        (pair[0], pair[1])
+        for pair in (headers if isinstance(headers, list) else [])
+        if isinstance(pair, list) and len(pair) == 2
+    ]
+    return ShellCopy(html, kept_headers(pairs))

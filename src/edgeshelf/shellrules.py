@@ -12,6 +12,7 @@ __all__ = [
     "CACHE_CONTROL_SHELL",
     "NO_POINTER_VERSION",
     "ShellPointerMemo",
+    "cache_control_for",
     "cache_key_url",
     "usable_shell",
 ]
@@ -29,6 +30,15 @@ def cache_key_url(request_origin: str, name: str, version: str) -> str:
     return f"{origin}/__edgeshelf/shell/{quote(name, safe='')}/{quote(version, safe='')}"
 
 
+def cache_control_for(version: str, no_pointer_ttl_s: int) -> str:
+    """How long the Cache API keeps a shell: a year for a published version (its content is
+    tied to the label), ``no_pointer_ttl_s`` for the origin's current page while no pointer is
+    published, so that origin changes show."""
+    if version == NO_POINTER_VERSION:
+        return f"public, s-maxage={no_pointer_ttl_s}, max-age=0"
+    return CACHE_CONTROL_SHELL
+
+
 def usable_shell(text: object) -> bool:
     return isinstance(text, str) and 0 < len(text) <= schema.MAX_SHELL_BYTES
 
@@ -36,7 +46,10 @@ def usable_shell(text: object) -> bool:
 class ShellPointerMemo:
     """The shell pointer per route, kept in isolate memory for a few seconds.
 
-    Saves one KV read per request; a new shell version is picked up within the TTL.
+    Saves one KV read per request; a new shell version is picked up within the TTL. Only a
+    confirmed missing key means "no pointer": a read that fails keeps the last good pointer
+    (for another TTL, so a failing KV is not asked on every request), as its version is still
+    the best one to serve and has a copy to fall back on.
     """
 
     def __init__(self, ttl_s: float) -> None:
@@ -48,10 +61,19 @@ class ShellPointerMemo:
         return entry is not None and entry[2] > now
 
     def store(self, name: str, pointer: schema.ShellPointer | None, now: float) -> None:
+        """A read answered: the pointer, or None for a key that is not there."""
         if pointer is None:
             self._entries[name] = (NO_POINTER_VERSION, "", now + self._ttl)
         else:
             self._entries[name] = (pointer["version"], pointer["path"], now + self._ttl)
+
+    def failed(self, name: str, now: float) -> str | None:
+        """A read failed: keep what is known for another TTL; the version kept, if any."""
+        entry = self._entries.get(name)
+        if entry is None:
+            return None
+        self._entries[name] = (entry[0], entry[1], now + self._ttl)
+        return entry[0] if entry[0] != NO_POINTER_VERSION else None
 
     def get(self, name: str, default_path: str) -> tuple[str, str]:
         entry = self._entries.get(name)

@@ -21,7 +21,8 @@ import pytest
 from builder.cloudflare import KVClient
 from builder.sample import write_sample
 from builder.state import State
-from edgeshelf.schema import segment_chain
+from edgeshelf.profile import Audience
+from edgeshelf.segments import chain_for
 from tests.builder.support import (
     assert_kv_equals_plan,
     cli,
@@ -75,7 +76,7 @@ def test_sample_run_shows_each_users_segment_in_the_shelf(
     segments = {k.split(":")[1]: json.loads(v)["ids"] for k, v in items.items() if k[:4] == "seg:"}
     seen_levels: set[int] = set()
     for uid, country, lang, bucket, _recent, _last in build.profiles():
-        chain = segment_chain(country, lang, bucket)
+        chain = [step.segment for step in chain_for(Audience(country, lang, bucket, "kv"), "v3")]
         want = next(seg for seg in chain if seg in segments)
         level = chain.index(want) if want != "global" else 2
         if level in seen_levels:

@@ -16,6 +16,7 @@ __all__ = [
     "SEGMENT_KEY_RE",
     "assert_valid_profile",
     "assert_valid_segment",
+    "assert_valid_stored_audience",
     "hostile_text",
     "json_texts",
     "json_values",
@@ -101,8 +102,15 @@ json_texts: Final = st.one_of(
 )
 
 
+def assert_valid_stored_audience(stored: Any) -> None:
+    """A profile as the Worker reads it: key-safe parts, country and lang possibly unknown."""
+    assert stored.country is None or _COUNTRY_RE.fullmatch(stored.country)
+    assert stored.lang is None or _LANG_RE.fullmatch(stored.lang)
+    assert _BUCKET_RE.fullmatch(stored.bucket)
+
+
 def assert_valid_profile(profile: Any) -> None:
-    """Every field of a decoded profile has the documented type and shape."""
+    """Every field of a profile as the builder writes it has the documented type and shape."""
     assert isinstance(profile, dict)
     assert set(profile) == {
         "fv",

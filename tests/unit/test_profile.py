@@ -146,20 +146,42 @@ def test_audience_from_a_valid_profile() -> None:
         "[]",
         "null",
         _profile_text(fv=2),
-        _profile_text(last_seen="yesterday"),
-        _profile_text(country=["de"]),
-        _profile_text(affinity_bucket="a:b"),
-        _profile_text(recent_categories=["x"] * 9),
+        _profile_text(fv="1"),
         _profile_text() + " " * schema.MAX_PROFILE_BYTES,
         '{"fv":1,' + '"pad":"' + "x" * 5000 + '"}',
     ],
     ids=lambda v: repr(v)[:40],
 )
 def test_audience_falls_back_to_request_signals(stored: str | None) -> None:
-    """Missing, corrupt, oversized or wrongly typed profiles give the request's own audience."""
+    """Missing, corrupt, oversized or other-format profiles give the request's own audience."""
     assert audience_for(stored, "US", "fr-CA;q=0.7, en;q=0.9") == Audience(
         "us", "en", "default", "request"
     )
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        (_profile_text(last_seen="yesterday"), ("de", "de", "gaming")),
+        (_profile_text(recent_categories=["x"] * 9), ("de", "de", "gaming")),
+        (_profile_text(country=["de"]), ("us", "de", "gaming")),
+        (
+            _profile_text(country="DE", lang="de-AT", affinity_bucket="Gaming"),
+            ("de", "de", "gaming"),
+        ),
+        (_profile_text(lang=None), ("de", "en", "gaming")),
+        (_profile_text(affinity_bucket="a:b"), ("de", "de", "a_b")),
+        (_profile_text(affinity_bucket=7), ("de", "de", "default")),
+        ('{"country":"jp","lang":"ja","affinity_bucket":"anime"}', ("jp", "ja", "anime")),
+        ("{}", ("us", "en", "default")),
+    ],
+    ids=lambda v: repr(v)[:40],
+)
+def test_a_stored_profile_falls_back_field_by_field(
+    stored: str, expected: tuple[str, str, str]
+) -> None:
+    """A usable stored field wins; a missing or unusable one takes the request's signal."""
+    assert audience_for(stored, "US", "fr-CA;q=0.7, en;q=0.9") == Audience(*expected, "kv")
 
 
 @pytest.mark.parametrize(
@@ -194,5 +216,5 @@ def test_audience_is_always_well_formed(
     assert re.fullmatch(r"[a-z0-9_]{1,32}", audience.bucket)
     assert audience.source in {"kv", "request"}
     assert (audience.source == "kv") == (
-        stored is not None and schema.decode_profile(stored) is not None
+        stored is not None and schema.read_profile(stored) is not None
     )

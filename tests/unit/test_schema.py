@@ -12,13 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgeshelf import schema
+from edgeshelf.profile import Audience
+from edgeshelf.segments import chain_for
 from tests.unit.strategies import (
     FAST,
     PROFILE_KEY_RE,
     SEGMENT_ID_RE,
     SEGMENT_KEY_RE,
-    assert_valid_profile,
     assert_valid_segment,
+    assert_valid_stored_audience,
     hostile_text,
     json_texts,
     json_values,
@@ -120,10 +122,9 @@ def test_segment_keys_have_their_shape_for_any_input(
     assert SEGMENT_KEY_RE.fullmatch(key)
     assert fits(key)
     assert schema.segment_key_schema(key) == seg_schema
-    for chained in schema.segment_chain(country, lang, bucket):
-        chained_key = schema.segment_key(chained, seg_schema)
-        assert SEGMENT_KEY_RE.fullmatch(chained_key)
-        assert fits(chained_key)
+    for step in chain_for(Audience(country, lang, bucket, "request"), seg_schema):
+        assert SEGMENT_KEY_RE.fullmatch(step.key)
+        assert fits(step.key)
 
 
 @FAST
@@ -218,17 +219,6 @@ def test_segment_key_schema_never_raises(key: str) -> None:
     assert found is None or schema.valid_schema(found)
 
 
-def test_segment_chain_order() -> None:
-    """Exact segment, then the language default, then global; no duplicate for ``default``."""
-    assert schema.segment_chain("US", "en-GB", "Music") == [
-        "us-en-music",
-        "us-en-default",
-        "global",
-    ]
-    assert schema.segment_chain("us", "en", "default") == ["us-en-default", "global"]
-    assert schema.segment_chain("us", "en", "") == ["us-en-default", "global"]
-
-
 @pytest.mark.parametrize(
     ("raw", "expected"), [("v3", 3), ("v0", 0), ("v0042", 42), ("v9999", 9999)]
 )
@@ -249,11 +239,11 @@ def test_schema_version_rejects_other_names(raw: str) -> None:
 
 @FAST
 @given(json_texts)
-def test_decode_profile_never_raises_on_text(text: str) -> None:
-    """Arbitrary text decodes to None or to a profile whose every field is valid."""
-    profile = schema.decode_profile(text)
-    if profile is not None:
-        assert_valid_profile(profile)
+def test_read_profile_never_raises_on_text(text: str) -> None:
+    """Arbitrary text reads as None or as key-safe audience parts."""
+    stored = schema.read_profile(text)
+    if stored is not None:
+        assert_valid_stored_audience(stored)
 
 
 @FAST
@@ -278,12 +268,19 @@ def test_decode_shell_pointer_never_raises_on_text(text: str) -> None:
 @pytest.mark.parametrize("value", [None, 1, b'{"fv":1}', ["{}"], {"fv": 1}, ""])
 def test_decoders_return_none_for_non_text(value: object) -> None:
     """A KV read that is not a non-empty string (None, bytes, objects) decodes to None."""
-    assert schema.decode_profile(value) is None
+    assert schema.read_profile(value) is None
     assert schema.decode_segment(value, "v3") is None
     assert schema.decode_shell_pointer(value) is None
 
 
 _PROFILE_FIELDS = ("fv", "country", "lang", "affinity_bucket", "recent_categories", "last_seen")
+
+
+def _part(value: object, normalise: Any, unknown: str) -> str | None:
+    """What read_profile should make of a stored country or language."""
+    normalised = normalise(value)
+    explicit = isinstance(value, str) and value.strip().lower() == unknown
+    return None if normalised == unknown and not explicit else normalised
 
 
 @FAST
@@ -292,66 +289,70 @@ _PROFILE_FIELDS = ("fv", "country", "lang", "affinity_bucket", "recent_categorie
     st.sets(st.sampled_from(_PROFILE_FIELDS), max_size=2),
     st.dictionaries(st.text(max_size=8), json_values, max_size=2),
 )
-def test_decode_profile_of_damaged_profiles(
+def test_read_profile_of_damaged_profiles(
     replaced: dict[str, Any], dropped: set[str], extra: dict[str, Any]
 ) -> None:
-    """A profile with fields replaced, dropped or added decodes to None or exactly its fields."""
+    """Damaged fields fall back one by one; only another format version refuses the profile."""
     doc = {**extra, **good_profile(), **replaced}
     for name in dropped:
         doc.pop(name)
-    profile = schema.decode_profile(json.dumps(doc))
-    if profile is not None:
-        assert_valid_profile(profile)
-        assert {k: doc[k] for k in _PROFILE_FIELDS} == profile
+    stored = schema.read_profile(json.dumps(doc))
+    fv = doc.get("fv", 1)
+    if type(fv) is not int or fv != 1:
+        assert stored is None
+        return
+    assert stored == schema.StoredAudience(
+        _part(doc.get("country"), schema.normalize_country, "xx"),
+        _part(doc.get("lang"), schema.normalize_lang, "xx"),
+        schema.normalize_bucket(doc.get("affinity_bucket")),
+    )
+
+
+@pytest.mark.parametrize("fv", [True, 1.0, "1", 2, 0, None, [1]], ids=repr)
+def test_read_profile_refuses_another_format_version(fv: object) -> None:
+    """A profile that claims a format other than the integer 1 is not read at all."""
+    assert schema.read_profile(json.dumps(good_profile(fv=fv))) is None
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    ("text", "expected"),
     [
-        {"fv": True},
-        {"fv": 1.0},
-        {"fv": "1"},
-        {"fv": 2},
-        {"country": "US"},
-        {"country": "usa"},
-        {"lang": "en-US"},
-        {"lang": 7},
-        {"affinity_bucket": "a-b"},
-        {"affinity_bucket": "x" * 33},
-        {"affinity_bucket": ""},
-        {"recent_categories": "shorts"},
-        {"recent_categories": ["ok"] * 9},
-        {"recent_categories": ["ok", None]},
-        {"recent_categories": ["a:b"]},
-        {"last_seen": True},
-        {"last_seen": 1.5},
-        {"last_seen": -1},
-        {"last_seen": 2**53},
-        {"last_seen": "1750000000"},
-        {"last_seen": None},
+        # The original design's shape: no fv, extra fields.
+        (
+            '{"country":"jp","lang":"ja","affinity_bucket":"anime",'
+            '"recent_categories":["anime"],"last_seen":1732400000}',
+            ("jp", "ja", "anime"),
+        ),
+        ('{"country":"JP","lang":"ja-JP","affinity_bucket":"Anime"}', ("jp", "ja", "anime")),
+        ('{"country":"usa","lang":7,"affinity_bucket":"a:b"}', (None, None, "a_b")),
+        ('{"affinity_bucket":"../../u:admin"}', (None, None, "u_admin")),
+        ('{"country":"de"}', ("de", None, "default")),
+        ('{"recent_categories":"x","last_seen":"yesterday"}', (None, None, "default")),
+        ("{}", (None, None, "default")),
+        ('{"fv":1}', (None, None, "default")),
+        # What the builder writes for a user with no known country: kept, not replaced.
+        ('{"fv":1,"country":"xx","lang":"XX","affinity_bucket":"music"}', ("xx", "xx", "music")),
     ],
-    ids=repr,
 )
-def test_decode_profile_rejects_wrong_types_and_shapes(overrides: dict[str, Any]) -> None:
-    """Each field of the wrong type or shape (bools as ints included) rejects the profile."""
-    assert schema.decode_profile(json.dumps(good_profile(**overrides))) is None
+def test_read_profile_is_lenient_field_by_field(
+    text: str, expected: tuple[str | None, str | None, str]
+) -> None:
+    """Other systems' profiles are read: normalised where they can be, defaulted where not."""
+    assert schema.read_profile(text) == schema.StoredAudience(*expected)
 
 
-@pytest.mark.parametrize(
-    "text",
-    ["{", "[]", "null", "1", '"{}"', "{}", '{"fv":1}', "\x00", "NaN", '{"fv":1,"fv":1'],
-)
-def test_decode_profile_rejects_corrupt_text(text: str) -> None:
-    """Corrupt JSON, non-objects and incomplete objects all decode to None."""
-    assert schema.decode_profile(text) is None
+@pytest.mark.parametrize("text", ["{", "[]", "null", "1", '"{}"', "\x00", "NaN", '{"fv":1,"fv":1'])
+def test_read_profile_refuses_corrupt_text(text: str) -> None:
+    """Corrupt JSON and non-objects are not profiles."""
+    assert schema.read_profile(text) is None
 
 
-def test_decode_profile_size_cap_is_exact() -> None:
-    """A valid profile padded to MAX_PROFILE_BYTES decodes; one byte more does not."""
+def test_read_profile_size_cap_is_exact() -> None:
+    """A profile padded to MAX_PROFILE_BYTES is read; one byte more is not."""
     text = json.dumps(good_profile())
     at_cap = text + " " * (schema.MAX_PROFILE_BYTES - len(text))
-    assert schema.decode_profile(at_cap) == good_profile()
-    assert schema.decode_profile(at_cap + " ") is None
+    assert schema.read_profile(at_cap) == schema.StoredAudience("us", "en", "shorts")
+    assert schema.read_profile(at_cap + " ") is None
 
 
 def test_decode_segment_size_cap_is_exact() -> None:
@@ -470,14 +471,13 @@ def test_profile_round_trip(
     assert text.isascii()
     assert len(text.encode("utf-8")) <= schema.MAX_PROFILE_BYTES
     expected_cats = list(dict.fromkeys(schema.normalize_bucket(c) for c in cats))[:8]
-    assert schema.decode_profile(text) == {
-        "fv": schema.PROFILE_FORMAT,
-        "country": schema.normalize_country(country),
-        "lang": schema.normalize_lang(lang),
-        "affinity_bucket": schema.normalize_bucket(bucket),
-        "recent_categories": expected_cats,
-        "last_seen": last_seen,
-    }
+    assert json.loads(text)["recent_categories"] == expected_cats
+    # Written normalised (an unknown country is written as "xx"), so read back exactly.
+    assert schema.read_profile(text) == schema.StoredAudience(
+        schema.normalize_country(country),
+        schema.normalize_lang(lang),
+        schema.normalize_bucket(bucket),
+    )
 
 
 def test_largest_profile_fits() -> None:
@@ -491,9 +491,8 @@ def test_largest_profile_fits() -> None:
         last_seen=2**53 - 1,
     )
     assert len(text.encode("utf-8")) <= schema.MAX_PROFILE_BYTES
-    decoded = schema.decode_profile(text)
-    assert decoded is not None
-    assert decoded["recent_categories"] == cats
+    assert schema.read_profile(text) == schema.StoredAudience("us", "fil", "z" * 32)
+    assert json.loads(text)["recent_categories"] == cats
 
 
 @pytest.mark.parametrize("last_seen", [-1, 2**53])
@@ -598,3 +597,103 @@ def test_encoding_is_canonical() -> None:
     """Encoded payloads are compact, key-sorted ASCII JSON, so equal content gives equal bytes."""
     text = schema.encode_segment(["b", "a"], built_at=5, schema="v3")
     assert text == '{"built_at":5,"ids":["b","a"],"version":3}'
+
+
+# --- the shell copy and the headers that travel with it -------------------------------------
+
+SITE_HEADERS = [
+    ("Content-Security-Policy", "default-src 'self'; img-src *"),
+    ("Strict-Transport-Security", "max-age=63072000; includeSubDomains"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "strict-origin-when-cross-origin"),
+    ("Permissions-Policy", "camera=()"),
+    ("Link", "</app.css>; rel=preload; as=style"),
+    ("Link", "</app.js>; rel=preload; as=script"),
+]
+ORIGIN_ONLY = [
+    ("Set-Cookie", "session=1"),
+    ("Content-Length", "123"),
+    ("ETag", '"x"'),
+    ("Last-Modified", "Mon, 23 Nov 2026 12:00:00 GMT"),
+    ("Age", "5"),
+    ("Expires", "0"),
+    ("Cache-Control", "public, max-age=60"),
+    ("Vary", "Accept-Encoding"),
+    ("Transfer-Encoding", "chunked"),
+    ("Connection", "keep-alive, X-Hop"),
+    ("X-Hop", "hop-by-hop because Connection names it"),
+    ("Keep-Alive", "timeout=5"),
+    ("Content-Type", "text/html"),
+    ("Content-Encoding", "gzip"),
+]
+
+
+def test_kept_headers_keep_the_sites_and_drop_the_rest():
+    """Security and link headers survive; cookies, validators, lengths and hop-by-hop go."""
+    kept = schema.kept_headers([*SITE_HEADERS, *ORIGIN_ONLY])
+    assert kept == tuple((n.lower(), v) for n, v in SITE_HEADERS)
+
+
+@FAST
+@given(st.lists(st.tuples(anything, anything), max_size=80))
+def test_kept_headers_are_always_well_formed(pairs):
+    """Whatever comes in, at most 64 well-formed lower-case headers free of CR, LF and NUL leave."""
+    kept = schema.kept_headers(pairs)
+    assert len(kept) <= 64
+    for name, value in kept:
+        assert re.fullmatch(r"[!#$%&'*+.^_`|~0-9a-z-]{1,64}", name)
+        assert name not in schema.DROPPED_SHELL_HEADERS
+        assert not any(c in value for c in "\r\n\x00")
+
+
+def test_shell_copy_round_trip_keeps_page_and_site_headers():
+    """A copy written with the origin's headers reads back as the page and the kept headers."""
+    text = schema.encode_shell_copy("<!doctype html><p>é</p>", [*SITE_HEADERS, *ORIGIN_ONLY])
+    copy = schema.decode_shell_copy(text)
+    assert copy == schema.ShellCopy(
+        "<!doctype html><p>é</p>", tuple((n.lower(), v) for n, v in SITE_HEADERS)
+    )
+
+
+def test_a_plain_html_copy_is_still_read():
+    """A copy written before headers were kept (the bare page) is served with no extra headers."""
+    assert schema.decode_shell_copy("<html>old</html>") == schema.ShellCopy("<html>old</html>", ())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        None,
+        "",
+        "{",
+        "{}",
+        '{"format":"x","html":"<p>"}',
+        '{"format":"edgeshelf.shell/1"}',
+        '{"format":"edgeshelf.shell/1","html":""}',
+        '{"format":"edgeshelf.shell/1","html":7}',
+        "x" * (schema.MAX_SHELL_BYTES + 1),
+    ],
+    ids=lambda v: repr(v)[:30],
+)
+def test_broken_copies_are_not_served(text):
+    """A corrupt, empty, foreign or oversized copy is no copy at all."""
+    assert schema.decode_shell_copy(text) is None
+
+
+def test_hostile_headers_in_a_stored_copy_are_dropped():
+    """Header pairs in KV go through the same rules: no smuggled cookie, CRLF or odd shape."""
+    text = json.dumps(
+        {
+            "format": schema.SHELL_COPY_FORMAT,
+            "html": "<p>",
+            "headers": [
+                ["set-cookie", "a=1"],
+                ["x-a", "b\r\nSet-Cookie: c=1"],
+                ["x-ok", "1"],
+                "nope",
+                ["x-three", "1", "2"],
+                [1, 2],
+            ],
+        }
+    )
+    assert schema.decode_shell_copy(text) == schema.ShellCopy("<p>", (("x-ok", "1"),))

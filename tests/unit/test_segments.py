@@ -48,7 +48,10 @@ def test_chain_for_refuses_an_invalid_schema() -> None:
 def test_chain_for_any_audience(country: str, lang: str, bucket: str, seg_schema: str) -> None:
     """For any audience parts the chain ends in global, levels rise and every key is well formed."""
     steps = chain_for(Audience(country, lang, bucket, "request"), seg_schema)
-    assert [s.segment for s in steps] == schema.segment_chain(country, lang, bucket)
+    exact = schema.segment_id(country, lang, bucket)
+    lang_default = schema.segment_id(country, lang, schema.DEFAULT_BUCKET)
+    expected = [exact] if exact == lang_default else [exact, lang_default]
+    assert [s.segment for s in steps] == [*expected, "global"]
     assert steps[-1] == Step(2, "global", f"seg:global:{seg_schema}")
     assert [s.level for s in steps] == sorted({s.level for s in steps})
     assert steps[0].level == 0

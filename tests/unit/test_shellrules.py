@@ -14,6 +14,7 @@ from edgeshelf.shellrules import (
     CACHE_CONTROL_SHELL,
     NO_POINTER_VERSION,
     ShellPointerMemo,
+    cache_control_for,
     cache_key_url,
     usable_shell,
 )
@@ -148,3 +149,27 @@ def test_memo_freshness_is_the_ttl(ttl: float, stored_at: float, elapsed: float)
     memo = ShellPointerMemo(ttl)
     memo.store("home", None, stored_at)
     assert memo.fresh("home", stored_at + elapsed) == (stored_at + ttl > stored_at + elapsed)
+
+
+def test_memo_keeps_the_last_good_pointer_when_a_read_fails() -> None:
+    """A failed read keeps the known version (for another TTL); only a missing key drops it."""
+    memo = ShellPointerMemo(10.0)
+    memo.store("home", {"version": "v7", "path": "/"}, 0.0)
+    assert memo.failed("home", 30.0) == "v7"
+    assert memo.fresh("home", 35.0)
+    assert memo.get("home", "/") == ("v7", "/")
+    memo.store("home", None, 50.0)
+    assert memo.get("home", "/") == (NO_POINTER_VERSION, "/")
+
+
+def test_a_failed_first_read_knows_no_version() -> None:
+    """Without an earlier pointer a failed read leaves the no-pointer version, reported as None."""
+    memo = ShellPointerMemo(10.0)
+    assert memo.failed("home", 0.0) is None
+    assert memo.get("home", "/") == (NO_POINTER_VERSION, "/")
+
+
+def test_the_no_pointer_shell_is_cached_briefly() -> None:
+    """The origin's current page (no pointer) is kept for its own short TTL; versions a year."""
+    assert cache_control_for(NO_POINTER_VERSION, 60) == "public, s-maxage=60, max-age=0"
+    assert cache_control_for("2026-12-01a", 60) == CACHE_CONTROL_SHELL
