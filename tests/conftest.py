@@ -46,19 +46,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 # Settings of the second stack: its own segment schema (so global/default segments written by
 # its tests never meet the main stack's), no pointer, shell or segment memo (tests rev shells and
 # segments and expect the next request to see it), a short origin timeout (slow-origin tests),
-# and Analytics Engine bound.
+# Analytics Engine bound, and the Worker's KV reads open to injected faults.
 FRESH_VARS = {
     "SEGMENT_SCHEMA": "v7",
     "SHELL_POINTER_TTL": "0",
     "SEGMENT_MEMO_TTL": "0",
     "ORIGIN_TIMEOUT_MS": "400",
+    # The origin's page without a pointer is cached this long (tests wait it out).
+    "NO_POINTER_SHELL_TTL": "2",
 }
 
 
 @pytest.fixture(scope="session")
 def fresh_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """A second stack for tests that change shared state: shells, origin faults, defaults."""
-    s = start_stack(tmp_path_factory, "fresh-stack", vars=FRESH_VARS, analytics=True)
+    s = start_stack(
+        tmp_path_factory, "fresh-stack", vars=FRESH_VARS, analytics=True, kv_faults=True
+    )
     yield s
     s.stop()
 

@@ -24,10 +24,12 @@ import httpx
 from builder.config import KV_BINDING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_JS = ROOT / "scripts" / "local" / "stack.mjs"
+# The control document of the stack's KV read faults (scripts/local/kvfaults.mjs).
+FAULTS_KEY = "__edgeshelf:kv-faults"
 
 
 class StackError(RuntimeError):
@@ -85,6 +87,7 @@ class LocalStack:
         timeout: float = 60.0,
         quiet: bool = False,
         analytics: bool = False,
+        kv_faults: bool = False,
         api_defaults: dict[str, Any] | None = None,
     ) -> LocalStack:
         port, api_port, origin_port = ports or (free_port(), free_port(), free_port())
@@ -104,6 +107,8 @@ class LocalStack:
             cmd.append("--quiet")
         if analytics:
             cmd.append("--analytics")
+        if kv_faults:
+            cmd.append("--kv-faults")
         if api_defaults is not None:
             cmd += ["--api-defaults", json.dumps(api_defaults)]
         env = {**os.environ, "EDGESHELF_LOCAL_TOKEN": token}
@@ -211,6 +216,15 @@ class LocalStack:
         r.raise_for_status()
         result: dict[str, Any] = r.json()
         return result
+
+    def kv_faults(self, keys: Sequence[str] = (), prefixes: Sequence[str] = ()) -> None:
+        """Fail the Worker's KV reads of these keys and prefixes (a stack started with
+        ``kv_faults=True``; scripts/local/kvfaults.mjs). Written like any value, so it applies
+        from the Worker's next read."""
+        self.kv_put(FAULTS_KEY, json.dumps({"keys": list(keys), "prefixes": list(prefixes)}))
+
+    def clear_kv_faults(self) -> None:
+        self.kv_delete(FAULTS_KEY)
 
     def reset_faults(self) -> None:
         r = self._client.post(self._api_root() + "/__edgeshelf/reset", headers=self.auth)

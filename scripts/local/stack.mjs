@@ -3,9 +3,10 @@
 //
 //   node scripts/local/stack.mjs [--port 8787] [--api-port 8788] [--origin-port 8789]
 //                                [--persist DIR] [--runtime offline|current] [--var KEY=VALUE]...
-//                                [--analytics] [--quiet] [--api-defaults JSON]
+//                                [--analytics] [--kv-faults] [--quiet] [--api-defaults JSON]
 // --api-defaults sets the local API's fault/limit knobs that /__edgeshelf/reset returns to
 // (docs/local-api.md); by default they are the real API's limits with no faults.
+// --kv-faults lets tests fail the Worker's own KV reads (./kvfaults.mjs).
 //
 // Prints one line `ready {json}` once everything answers, then serves until SIGINT/SIGTERM.
 // `--runtime offline` (default) runs workerd 1.20241106.2 through Miniflare 3, the newest
@@ -21,6 +22,7 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { parse as parseToml } from "smol-toml";
+import { withFaults } from "./kvfaults.mjs";
 import { startOrigin } from "./origin.mjs";
 import {
   analyticsRecorder,
@@ -163,6 +165,7 @@ export async function startStack({
   extraWorkers = [],
   logLevel = "info",
   analytics = false,
+  kvFaults = false,
   apiDefaults = undefined,
   // Optional (stdout, stderr) => void for workerd's output; Miniflare prints it otherwise.
   handleRuntimeStdio = undefined,
@@ -210,6 +213,30 @@ export async function startStack({
       { scriptName: "analytics-recorder", bindings: { DATASET: dataset } },
     ]),
   );
+  // With --kv-faults the Worker's KV bindings go through ./kvfaults.mjs (a wrapped binding
+  // over the same namespace); without it they are the namespaces themselves.
+  const faultyKv = kvFaults && !onPyodide;
+  const kvFaultWorkers = faultyKv
+    ? Object.entries(namespaces).map(([binding, id]) => ({
+        name: `kv-faults-${binding.toLowerCase()}`,
+        // A wrapped binding must be a single module: ./kvfaults.mjs and its default export.
+        modules: [
+          {
+            type: "ESModule",
+            path: "kvfaults.mjs",
+            contents:
+              fs.readFileSync(path.join(HERE, "kvfaults.mjs"), "utf8") +
+              "\nexport default (env) => withFaults(env.INNER);\n",
+          },
+        ],
+        kvNamespaces: { INNER: id },
+      }))
+    : [];
+  if (faultyKv) {
+    for (const binding of Object.keys(namespaces)) {
+      wrappedBindings[binding] = { scriptName: `kv-faults-${binding.toLowerCase()}` };
+    }
+  }
   const workerVars = {
     ...config.vars,
     ORIGIN_URL: origin,
@@ -225,7 +252,7 @@ export async function startStack({
           runtime,
           compatibilityDate,
           compatibilityFlags: config.compatibilityFlags,
-          kvNamespaces: namespaces,
+          kvNamespaces: faultyKv ? {} : namespaces,
           bindings: workerVars,
           extra: { routes: ["*"], wrappedBindings },
         }),
@@ -256,6 +283,7 @@ export async function startStack({
         unsafeDirectSockets: [{ host, port: apiPort }],
       },
       ...analyticsWorkers,
+      ...kvFaultWorkers,
       ...extraWorkers,
     ],
   });
@@ -277,7 +305,7 @@ export async function startStack({
             await Promise.all(
               Object.keys(namespaces).map(async (binding) => [
                 binding,
-                kvBinding(await mf.getKVNamespace(binding, "cloudflare-api")),
+                kvBinding(await mf.getKVNamespace(binding, "cloudflare-api"), kvFaults),
               ]),
             ),
           ),
@@ -327,6 +355,7 @@ function parseCli(argv) {
       var: { type: "string", multiple: true, default: [] },
       quiet: { type: "boolean", default: false },
       analytics: { type: "boolean", default: false },
+      "kv-faults": { type: "boolean", default: false },
       "api-defaults": { type: "string" },
     },
   });
@@ -346,6 +375,7 @@ function parseCli(argv) {
     vars,
     logLevel: values.quiet ? "quiet" : "info",
     analytics: values.analytics,
+    kvFaults: values["kv-faults"],
     apiDefaults: values["api-defaults"] ? JSON.parse(values["api-defaults"]) : undefined,
   };
 }

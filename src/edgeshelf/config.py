@@ -35,6 +35,7 @@ class Config:
     debug_headers: bool = False
     pointer_ttl_s: float = 10.0
     segment_memo_ttl_s: float = 10.0
+    no_pointer_shell_ttl_s: int = 60
     problems: tuple[str, ...] = ()
 
 
@@ -110,6 +111,10 @@ def load_config(get: Callable[[str], object]) -> Config:
         ),
         segment_memo_ttl_s=float(
             _int(get("SEGMENT_MEMO_TTL"), 10, 0, 300, "SEGMENT_MEMO_TTL", problems)
+        ),
+        no_pointer_shell_ttl_s=_int(
+            get("NO_POINTER_SHELL_TTL"), default.no_pointer_shell_ttl_s, 0, 86400,
+            "NO_POINTER_SHELL_TTL", problems,
         ),
         problems=tuple(problems),
     )  # fmt: skip

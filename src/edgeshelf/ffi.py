@@ -16,7 +16,7 @@ from __future__ import annotations
 from asyncio import Future
 from typing import Any
 
-from js import Object
+from js import Headers, Object
 from pyodide.ffi import create_proxy, to_js
 
 try:
@@ -24,7 +24,18 @@ try:
 except ImportError:  # Pyodide 0.26: null already arrives as None
     _JSNULL = None
 
-__all__ = ["attribute", "cf_text", "header", "js_object", "py", "text", "wait_until"]
+__all__ = [
+    "attribute",
+    "cf_text",
+    "cf_value",
+    "header",
+    "header_pairs",
+    "js_object",
+    "py",
+    "response_init",
+    "text",
+    "wait_until",
+]
 
 
 def py(value: Any) -> Any:
@@ -43,10 +54,25 @@ def header(headers: Any, name: str) -> str | None:
     return text(headers.get(name))
 
 
+def header_pairs(headers: Any) -> list[tuple[str, str]]:
+    """Every header of a JS ``Headers`` as ``(name, value)`` pairs, in iteration order."""
+    return [(str(entry[0]), str(entry[1])) for entry in headers]
+
+
+def cf_value(js_request: Any, *path: str) -> Any:
+    """A field of ``request.cf`` by path (``"botManagement", "verifiedBot"``); None when any
+    step is missing or ``null`` (``cf`` itself is absent locally and on some requests)."""
+    value = py(getattr(js_request, "cf", None))
+    for name in path:
+        if value is None:
+            return None
+        value = py(getattr(value, name, None))
+    return value
+
+
 def cf_text(js_request: Any, name: str) -> str | None:
-    """A string field of ``request.cf`` (absent locally, ``null`` on some requests)."""
-    cf = py(getattr(js_request, "cf", None))
-    return None if cf is None else text(getattr(cf, name, None))
+    """A string field of ``request.cf``; None when it is missing or not a string."""
+    return text(cf_value(js_request, name))
 
 
 def attribute(element: Any, name: str) -> str | None:
@@ -57,6 +83,15 @@ def attribute(element: Any, name: str) -> str | None:
 def js_object(pairs: list[tuple[str, Any]]) -> Any:
     """A plain JS object from Python pairs (``to_js`` alone would make a ``Map``)."""
     return Object.fromEntries(to_js(pairs))
+
+
+def response_init(headers: list[list[str]], status: int | None = None) -> Any:
+    """A JS ``{status, headers}`` for ``new Response(body, init)``, which copies the headers,
+    so one init can serve many responses."""
+    pairs: list[tuple[str, Any]] = [("headers", Headers.new(to_js(headers)))]
+    if status is not None:
+        pairs.append(("status", status))
+    return js_object(pairs)
 
 
 def wait_until(ctx: Any, pending: Any) -> None:

@@ -2,7 +2,9 @@
 
 From these three numbers come the operational metrics: request count (records), KV miss rate
 (sum of ``kv_misses`` / sum of ``kv_reads``) and fallback rate (share of records with
-``fallback`` > 0). docs/operations.md shows the queries.
+``fallback`` > 0). Crawlers (``bot``) always get the global shelf by design, so their records
+are left out of both rates: their data point counts no reads, misses or fallback, and
+``double6`` marks them. docs/operations.md shows the queries.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ def _index(value: str) -> str:
 class RequestRecord:
     method: str = "GET"
     path: str = "/"
-    visitor: str = "none"  # cookie | minted | gpc
+    visitor: str = "none"  # cookie | minted | gpc | bot
+    bot: bool = False  # a known crawler (crawlers.py): global shelf, no ID, not in the rates
     profile: str = "none"  # kv | request (defaulted from cf.country + Accept-Language)
     profile_read: str = "skipped"  # hit | miss | invalid | skipped
     segment: str = ""
@@ -40,7 +43,7 @@ class RequestRecord:
     kv_reads: int = 0
     kv_misses: int = 0
     memo_reads: int = 0  # segment reads answered from isolate memory (not KV reads)
-    shell: str = "none"  # memory | cache | origin | kv-backup | none
+    shell: str = "none"  # memory | cache | kv-copy | origin | none
     shell_version: str = ""
     status: int = 200
     kv_ms: float = 0.0
@@ -62,6 +65,7 @@ class RequestRecord:
                 "method": self.method,
                 "path": self.path,
                 "visitor": self.visitor,
+                "bot": self.bot,
                 "profile": self.profile,
                 "profile_read": self.profile_read,
                 "segment": self.segment,
@@ -81,15 +85,22 @@ class RequestRecord:
         )
 
     def data_point(self) -> dict[str, Any]:
-        """Analytics Engine: blobs are dimensions, doubles are summed; index by segment."""
+        """Analytics Engine: blobs are dimensions, doubles are summed; index by segment.
+
+        ``double1`` request, ``double2`` KV reads, ``double3`` KV misses, ``double4`` 1 when the
+        shelf fell back, ``double5`` total ms, ``double6`` 1 for a crawler (whose reads, misses
+        and fallback are not counted, so the rates describe visitors).
+        """
+        human = not self.bot
         return {
             "indexes": [_index(self.segment)],
             "blobs": [self.segment, str(self.fallback), self.shell, self.profile, self.visitor],
             "doubles": [
                 1.0,
-                float(self.kv_reads),
-                float(self.kv_misses),
-                1.0 if self.fallback > 0 else 0.0,
+                float(self.kv_reads) if human else 0.0,
+                float(self.kv_misses) if human else 0.0,
+                1.0 if self.fallback > 0 and human else 0.0,
                 self.total_ms,
+                0.0 if human else 1.0,
             ],
         }

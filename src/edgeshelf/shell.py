@@ -1,168 +1,138 @@
-"""The page shell: isolate memory, then the Cache API, origin on a miss, the last-known-good
-copy in KV last.
+"""The page shell: isolate memory, then the Cache API, then the version's copy in KV, then the
+origin (FFI module).
 
-FFI module (runs only in workerd). Pure rules — which headers survive, what counts as a usable
-shell, where a shell splits around its slot — live in ``shellrules`` and ``inject`` so CPython
-tests cover them.
+Pure rules (cache keys, lifetimes, which headers travel with a shell, what is usable) live in
+``shellrules`` and ``schema``; splitting a shell around its slot in ``split``.
 
-A shell version is immutable (its cache key carries the version), so an isolate keeps the one it
-served, split around its slot, for as long as it keeps the shell pointer (``SHELL_POINTER_TTL``).
-Requests then build their page from three ready JS Blobs and the shelf's, with no Cache API
-read and no HTML parse per request; the rewriter runs twice per version and TTL instead.
+A published version is tied to its content: when the pointer names ``V`` and the copy
+``shell:<name>:<V>`` exists, the cache is filled from that copy, so a roll-back or an eviction
+never stores today's origin HTML under an older label. The origin is asked only when there is
+no copy (no pointer at all, or a pointer published without one), and what it answers is kept
+in the cache briefly (``NO_POINTER_SHELL_TTL``), since nothing ties it to a version. The
+origin's own response headers (its security policy, links, ...) travel with the shell through
+every source (``schema.kept_headers``).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from js import AbortSignal, Array, Blob, Headers, HTMLRewriter, Response, caches, fetch
+from js import AbortSignal, Error, Headers, Response, TransformStream, caches, fetch
 from pyodide.ffi import JsException, create_proxy
 
 from . import ffi, inject, schema
 from .memo import TtlMemo
 from .shellrules import (
-    CACHE_CONTROL_SHELL,
     NO_POINTER_VERSION,
     ShellPointerMemo,
+    cache_control_for,
     cache_key_url,
     usable_shell,
 )
+from .split import SplitShell, page_init, split_shell
 
-__all__ = ["PreparedShell", "ShelfBlobs", "ShellSource", "ShellStore"]
+if TYPE_CHECKING:
+    from .metrics import RequestRecord
+
+__all__ = ["ShellLookup", "ShellSource", "ShellStore"]
 
 # Distinct (host, shell, version) triples an isolate sees; a bound against odd Host headers.
 _CACHE_KEY_MEMO_SIZE = 256
-# Prepared shells an isolate keeps (a shell is at most MAX_SHELL_BYTES, 5 MB).
-_PREPARED_MEMO_SIZE = 4
-# Finished pages a prepared shell keeps, per shelf, within about this many characters.
-_PAGE_BUDGET_CHARS = 8 * 1024 * 1024
+# Split shells an isolate keeps (a shell is at most MAX_SHELL_BYTES, 5 MB).
+_SPLIT_MEMO_SIZE = 4
 _HTML_TYPE = "text/html; charset=utf-8"
 
 
 class ShellSource:
-    """A shell ready to serve: a JS body (stream or string) and its content type."""
+    """A shell ready to serve: its JS body (None when ``split`` holds it), where it came from,
+    and the JS response init with its headers."""
 
-    __slots__ = ("body", "content_type", "source", "version")
-
-    def __init__(self, body: Any, content_type: str, source: str, version: str) -> None:
-        self.body = body
-        self.content_type = content_type
-        self.source = source
-        self.version = version
-
-
-def _blob(*parts: Any) -> Any:
-    """A JS Blob of the given parts (Python text is encoded once, Blobs are referenced)."""
-    return Blob.new(Array.of(*parts))
-
-
-class ShelfBlobs(Protocol):
-    """A shelf's HTML as JS Blobs: its cards and payload (None for an empty shelf), its payload."""
-
-    @property
-    def cards_blob(self) -> Any: ...
-    @property
-    def script_blob(self) -> Any: ...
-
-
-class PreparedShell:
-    """A shell version split around its first slot, as JS Blobs ready to concatenate.
-
-    ``page(shelf)`` is byte for byte what the HTML rewriter would make of the
-    shell for that shelf (the split is checked against two rewriter passes when it is made). The
-    page is one Blob of three references, built once per shelf and kept (within
-    ``_PAGE_BUDGET_CHARS``): every visitor of a segment gets the same bytes, and building a new
-    Blob of a 1 MB shell per request cost the Python isolate about a third more CPU per request
-    (bench/ab.mjs). A shell with no slot is kept whole. A shell whose split cannot be trusted is
-    kept whole too, with ``needs_rewriter`` set: requests still skip the cache, and inject with
-    HTMLRewriter.
-    """
-
-    __slots__ = (
-        "_max_pages", "_pages", "after", "before", "before_inner", "cards_slot", "content_type",
-        "needs_rewriter", "whole",
-    )  # fmt: skip
+    __slots__ = ("body", "init", "source", "split", "version")
 
     def __init__(
-        self, parts: tuple[str, str, str] | None, text: str, cards_slot: bool, content_type: str,
-        needs_rewriter: bool = False,
+        self, body: Any, init: Any, source: str, version: str, split: SplitShell | None = None
+    ) -> None:
+        self.body = body
+        self.init = init
+        self.source = source
+        self.version = version
+        self.split = split
+
+
+class ShellLookup:
+    """One request's way to its shell: the isolate's split copy, or a cache match under way."""
+
+    __slots__ = ("cache_key", "cache_promise", "kept", "name", "origin", "path", "version")
+
+    def __init__(
+        self, origin: str, name: str, version: str, path: str, kept: SplitShell | None,
+        cache_key: str, cache_promise: Any,
     ) -> None:  # fmt: skip
-        self.content_type = content_type
-        self.cards_slot = cards_slot
-        self.needs_rewriter = needs_rewriter
-        # Keyed by the shelf object itself: the dict holds it, so its identity is never reused.
-        self._pages: dict[ShelfBlobs, Any] = {}
-        self._max_pages = max(1, _PAGE_BUDGET_CHARS // max(1, len(text)))
-        if parts is None:  # no slot, or a split not to be trusted: the shell as it is
-            self.whole = _blob(text)
-            self.before = self.before_inner = self.after = None
+        self.origin = origin
+        self.name = name
+        self.version = version
+        self.path = path
+        self.kept = kept
+        self.cache_key = cache_key
+        self.cache_promise = cache_promise
+
+
+class _ByteCap:
+    """A TransformStream transformer passing chunks through until ``limit`` bytes, then failing
+    the stream (which cancels the source: the origin's answer is not read past the limit).
+
+    Called synchronously per chunk by the stream, with one await for the whole body: cheaper
+    from Python than awaiting ``reader.read()`` per chunk.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.seen = 0
+        self.over = False
+
+    def transform(self, chunk: Any, controller: Any) -> None:
+        self.seen += int(chunk.byteLength)
+        if self.seen > self.limit:
+            self.over = True
+            controller.error(Error.new("shell too large"))
         else:
-            before, inner, after = parts
-            self.whole = None
-            self.before = _blob(before)
-            self.before_inner = _blob(self.before, inner)
-            self.after = _blob(after)
-
-    def page(self, shelf: ShelfBlobs) -> Any:
-        """The page for ``shelf``: its cards (when it has any and the slot renders them) or its
-        payload alone in the slot."""
-        if self.whole is not None:
-            return self.whole
-        pages = self._pages
-        page = pages.get(shelf)
-        if page is None:
-            if len(pages) >= self._max_pages:
-                del pages[next(iter(pages))]
-            if shelf.cards_blob is not None and self.cards_slot:
-                page = _blob(self.before, shelf.cards_blob, self.after)
-            else:
-                page = _blob(self.before_inner, shelf.script_blob, self.after)
-            pages[shelf] = page
-        return page
+            controller.enqueue(chunk)
 
 
-class _SplitPass:
-    """One-off HTMLRewriter handler marking the first slot (see ``inject.split_marked``)."""
-
-    def __init__(self, markers: tuple[str, str, str], replace: bool, html_opts: Any) -> None:
-        self.markers = markers
-        self.replace = replace
-        self.html_opts = html_opts
-        self.done = False
-        self.cards = False
-
-    def element(self, el: Any) -> None:
-        if self.done:
-            return
-        self.done = True
-        self.cards = ffi.attribute(el, inject.RENDER_ATTR) == "cards"
-        if self.replace:
-            el.setInnerContent(self.markers[2], self.html_opts)
-        else:
-            el.prepend(self.markers[0], self.html_opts)
-            el.append(self.markers[1], self.html_opts)
-
-
-async def _rewrite(text: str, handler: _SplitPass) -> str:
-    proxy = create_proxy(handler)
+async def _read_bounded(resp: Any, limit: int) -> str | None:
+    """The body as text, or None past ``limit`` bytes, whether or not it declares a length."""
+    length = ffi.header(resp.headers, "content-length")
+    if length is not None and length.isdigit():
+        return None if int(length) > limit else str(await resp.text())
+    body = ffi.py(resp.body)
+    if body is None:
+        return ""
+    cap = _ByteCap(limit)
+    transformer = create_proxy(cap)
     try:
-        out = HTMLRewriter.new().on(inject.SLOT_SELECTOR, proxy).transform(Response.new(text))
-        return str(await out.text())
+        return str(await Response.new(body.pipeThrough(TransformStream.new(transformer))).text())
+    except JsException:
+        if cap.over:
+            return None
+        raise
     finally:
-        proxy.destroy()
+        transformer.destroy()
 
 
 class ShellStore:
     """Finds a shell for a route; one per isolate, holding prebuilt JS option objects."""
 
-    def __init__(self, kv: Any, origin_url: str, timeout_ms: int, kv_text_opts: Any,
-                 pointer_ttl_s: float) -> None:  # fmt: skip
+    def __init__(
+        self, kv: Any, origin_url: str, timeout_ms: int, kv_text_opts: Any,
+        pointer_ttl_s: float, no_pointer_ttl_s: int,
+    ) -> None:  # fmt: skip
         self._kv = kv
         self._origin_url = origin_url
         self._timeout_ms = timeout_ms
         self._text_opts = kv_text_opts
+        self._no_pointer_ttl_s = no_pointer_ttl_s
         self._pointers = ShellPointerMemo(pointer_ttl_s)
         self._origin_headers = ffi.js_object(
             [("accept", "text/html"), ("user-agent", "edgeshelf-worker")]
@@ -171,68 +141,14 @@ class ShellStore:
         # so the hot path makes one FFI call for its lookup and validates/quotes nothing.
         self._cache = caches.default
         self._cache_keys: dict[tuple[str, str, str], str] = {}
-        self._prepared: TtlMemo[tuple[str, str, str], PreparedShell] = TtlMemo(
-            pointer_ttl_s, _PREPARED_MEMO_SIZE
+        self._split: TtlMemo[tuple[str, str, str], SplitShell] = TtlMemo(
+            pointer_ttl_s, _SPLIT_MEMO_SIZE
         )
-        self._preparing: set[tuple[str, str, str]] = set()
+        self._splitting: set[tuple[str, str, str]] = set()
         self._markers = inject.split_markers(uuid.uuid4().hex)
         self._html_opts = ffi.js_object([("html", True)])
 
-    def prepared(
-        self, origin: str, name: str, version: str, renew: bool = False
-    ) -> PreparedShell | None:
-        """The isolate's split copy of a shell version, while it is fresh.
-
-        ``renew``: the pointer was just read again and still names ``version``. A published
-        version's content never changes (its cache entry is keyed by version and never
-        refreshed), so the copy is kept for another TTL instead of being read and split again;
-        ``NO_POINTER_VERSION`` (the origin's current page, no pointer) is always re-read.
-        """
-        key = (origin, name, version)
-        now = time.monotonic()
-        if renew and version != NO_POINTER_VERSION:
-            entry = self._prepared.renew(key, now)
-        else:
-            entry = self._prepared.get(key, now)
-        return entry.value if entry is not None else None
-
-    def find(
-        self, origin: str, name: str, version: str, renew: bool = False
-    ) -> tuple[PreparedShell | None, str, Any]:
-        """``(kept copy, "", None)``, or ``(None, cache key, started cache lookup)``."""
-        kept = self.prepared(origin, name, version, renew)
-        if kept is not None:
-            return kept, "", None
-        key, promise = self.cache_lookup(origin, name, version)
-        return None, key, promise
-
-    def claim_prepare(self, origin: str, name: str, version: str) -> bool:
-        """Whether this request should read the shell whole and split it: the isolate keeps
-        shells and no other request is splitting this version right now (a burst of requests
-        at expiry would otherwise each split a large shell). ``release_prepare`` after."""
-        key = (origin, name, version)
-        if not self._prepared.enabled or key in self._preparing:
-            return False
-        self._preparing.add(key)
-        return True
-
-    def release_prepare(self, origin: str, name: str, version: str) -> None:
-        self._preparing.discard((origin, name, version))
-
-    async def prepare(
-        self, origin: str, name: str, version: str, text: str, content_type: str
-    ) -> PreparedShell:
-        """Split a shell around its slot and keep it (see ``PreparedShell``)."""
-        first = _SplitPass(self._markers, False, self._html_opts)
-        prepended = await _rewrite(text, first)
-        parts = None  # no slot: served as it is
-        if first.done:
-            replaced = await _rewrite(text, _SplitPass(self._markers, True, self._html_opts))
-            parts = inject.split_marked(prepended, replaced, self._markers)
-        untrusted = first.done and parts is None
-        shell = PreparedShell(parts, text, first.cards, content_type, needs_rewriter=untrusted)
-        self._prepared.put((origin, name, version), shell, time.monotonic())
-        return shell
+    # --- the pointer ------------------------------------------------------------------------
 
     def pointer_promise(self, name: str) -> Any | None:
         """A KV read of the shell pointer, or None while the isolate's copy is fresh."""
@@ -240,55 +156,160 @@ class ShellStore:
             return None
         return self._kv.get(schema.shell_pointer_key(name), self._text_opts)
 
-    def resolve_pointer(
-        self, name: str, pointer_text: Any, fetched: bool, route_path: str
-    ) -> tuple[str, str]:
-        """(version, origin path) for a shell, remembering a freshly read pointer."""
-        if fetched:
-            pointer = schema.decode_shell_pointer(pointer_text)
-            self._pointers.store(name, pointer, time.monotonic())
+    def current(self, name: str, route_path: str) -> tuple[str, str]:
+        """(version, origin path) from the isolate's pointer memo."""
         return self._pointers.get(name, route_path)
 
-    def cache_lookup(self, origin: str, name: str, version: str) -> tuple[str, Any]:
-        key = self._cache_keys.get((origin, name, version))
-        if key is None:
+    async def read_pointer(
+        self, name: str, promise: Any, route_path: str, record: RequestRecord
+    ) -> tuple[str, str]:
+        """Await a pointer read and remember it; a failed read keeps the last good pointer."""
+        now = time.monotonic()
+        try:
+            text = ffi.text(await promise)
+        except JsException as exc:
+            kept = self._pointers.failed(name, now)
+            record.kv_read("error")
+            record.errors.append(
+                f"kv-pointer: {exc.name}; "
+                + (f"kept version {kept}" if kept is not None else "no earlier pointer")
+            )
+            return self._pointers.get(name, route_path)
+        record.kv_read("hit" if text is not None else "miss")
+        self._pointers.store(name, schema.decode_shell_pointer(text), now)
+        return self._pointers.get(name, route_path)
+
+    # --- finding the shell ------------------------------------------------------------------
+
+    def lookup(
+        self, origin: str, name: str, version: str, path: str, renew: bool = False
+    ) -> ShellLookup:
+        """The isolate's split copy of the version, else a started Cache API match.
+
+        ``renew``: the pointer was just read again and still names ``version``. A published
+        version's content never changes, so its split copy is kept for another TTL instead of
+        being read and split again; ``NO_POINTER_VERSION`` (the origin's current page) is
+        always re-read.
+        """
+        key = (origin, name, version)
+        now = time.monotonic()
+        if renew and version != NO_POINTER_VERSION:
+            entry = self._split.renew(key, now)
+        else:
+            entry = self._split.get(key, now)
+        if entry is not None:
+            return ShellLookup(origin, name, version, path, entry.value, "", None)
+        cache_key = self._cache_keys.get(key)
+        if cache_key is None:
             if len(self._cache_keys) >= _CACHE_KEY_MEMO_SIZE:
                 self._cache_keys.clear()
-            key = self._cache_keys[(origin, name, version)] = cache_key_url(origin, name, version)
-        return key, self._cache.match(key)
+            cache_key = self._cache_keys[key] = cache_key_url(origin, name, version)
+        return ShellLookup(
+            origin, name, version, path, None, cache_key, self._cache.match(cache_key)
+        )
 
-    async def fill(
-        self, ctx: Any, cache_key: str, name: str, version: str, path: str,
-        errors: list[str],
-    ) -> ShellSource | None:  # fmt: skip
-        """On a cache miss: origin (with a timeout), then the last-known-good copy in KV."""
-        text: str | None = None
-        source = "origin"
-        if self._origin_url:
-            text = await self._from_origin(path, errors)
-        if text is None and version != NO_POINTER_VERSION:
-            source = "kv-backup"
-            try:
-                backup = ffi.text(
-                    await self._kv.get(schema.shell_backup_key(name, version), self._text_opts)
-                )
-            except JsException as exc:
-                errors.append(f"kv-backup: {exc.name}")
-                backup = None
-            text = backup if usable_shell(backup) else None
-        if text is None:
+    async def serve(
+        self, ctx: Any, lookup: ShellLookup, record: RequestRecord
+    ) -> ShellSource | None:
+        """The shell for this request, or None when no source has one (the caller's 503).
+
+        One request per version reads the shell whole and splits it for the isolate, the others
+        stream it from the cache meanwhile (a burst at expiry would otherwise split a large
+        shell many times over).
+        """
+        if lookup.kept is not None:
+            return ShellSource(None, lookup.kept.init, "memory", lookup.version, lookup.kept)
+        key = (lookup.origin, lookup.name, lookup.version)
+        claimed = self._split.enabled and key not in self._splitting
+        if claimed:
+            self._splitting.add(key)
+        try:
+            found = await self._from_cache(lookup, whole=claimed, errors=record.errors)
+            if found is None:
+                found = await self._fill(ctx, lookup, record.errors)
+            if found is None:
+                return None
+            body, content_type, headers, source = found
+            if claimed and isinstance(body, str):
+                split = await self._split_and_keep(key, body, content_type, headers, record)
+                if split is not None:
+                    return ShellSource(None, split.init, source, lookup.version, split)
+            return ShellSource(body, page_init(content_type, headers), source, lookup.version)
+        finally:
+            if claimed:
+                self._splitting.discard(key)
+
+    async def _split_and_keep(
+        self, key: tuple[str, str, str], text: str, content_type: str,
+        headers: tuple[tuple[str, str], ...], record: RequestRecord,
+    ) -> SplitShell | None:  # fmt: skip
+        """Split a shell and keep it; on any trouble this request uses the rewriter."""
+        try:
+            split = await split_shell(text, content_type, headers, self._markers, self._html_opts)
+        except JsException as exc:
+            record.errors.append(f"shell-split: {exc.name}")
             return None
-        cached = Response.new(
-            text,
-            ffi.js_object([("headers", ffi.js_object([
-                ("content-type", "text/html; charset=utf-8"),
-                ("cache-control", CACHE_CONTROL_SHELL),
-            ]))]),
-        )  # fmt: skip
-        ffi.wait_until(ctx, self._cache.put(cache_key, cached))
-        return ShellSource(text, "text/html; charset=utf-8", source, version)
+        self._split.put(key, split, time.monotonic())
+        if split.needs_rewriter:  # logged once per version and TTL, not per request
+            record.errors.append("shell-split: split not trusted, injecting per request")
+        return split
 
-    async def _from_origin(self, path: str, errors: list[str]) -> str | None:
+    async def _from_cache(
+        self, lookup: ShellLookup, whole: bool, errors: list[str]
+    ) -> tuple[Any, str, tuple[tuple[str, str], ...], str] | None:
+        """A cached shell: read whole (to split it) or its body streamed through."""
+        try:
+            cached = ffi.py(await lookup.cache_promise)
+            if cached is None:
+                return None
+            content_type = ffi.header(cached.headers, "content-type") or _HTML_TYPE
+            headers = schema.kept_headers(ffi.header_pairs(cached.headers))
+            body = await cached.text() if whole else cached.body
+        except JsException as exc:  # a cache that fails is a cache that missed
+            errors.append(f"cache: {exc.name}")
+            return None
+        return body, content_type, headers, "cache"
+
+    async def _fill(
+        self, ctx: Any, lookup: ShellLookup, errors: list[str]
+    ) -> tuple[str, str, tuple[tuple[str, str], ...], str] | None:
+        """On a cache miss: the version's copy in KV, else the origin; then into the cache."""
+        copy = None
+        if lookup.version != NO_POINTER_VERSION:
+            copy = await self._copy(lookup.name, lookup.version, errors)
+        if copy is not None:
+            text, headers, source = copy.html, copy.headers, "kv-copy"
+        else:
+            fetched = await self._from_origin(lookup.path, errors) if self._origin_url else None
+            if fetched is None:
+                return None
+            (text, headers), source = fetched, "origin"
+        pinned = source == "kv-copy"
+        if pinned or self._no_pointer_ttl_s > 0:
+            cache_control = cache_control_for(pinned, self._no_pointer_ttl_s)
+            init = ffi.response_init(
+                [[n, v] for n, v in headers]
+                + [["content-type", _HTML_TYPE], ["cache-control", cache_control]]
+            )
+            ffi.wait_until(ctx, self._cache.put(lookup.cache_key, Response.new(text, init)))
+        return text, _HTML_TYPE, headers, source
+
+    async def _copy(self, name: str, version: str, errors: list[str]) -> schema.ShellCopy | None:
+        try:
+            text = ffi.text(
+                await self._kv.get(schema.shell_backup_key(name, version), self._text_opts)
+            )
+        except JsException as exc:
+            errors.append(f"kv-copy: {exc.name}")
+            return None
+        copy = schema.decode_shell_copy(text)
+        if text is not None and copy is None:
+            errors.append("kv-copy: not a usable shell")
+        return copy
+
+    async def _from_origin(
+        self, path: str, errors: list[str]
+    ) -> tuple[str, tuple[tuple[str, str], ...]] | None:
         init = ffi.js_object(
             [
                 ("headers", Headers.new(self._origin_headers)),
@@ -301,19 +322,15 @@ class ShellStore:
             if resp.status != 200:
                 errors.append(f"origin: status {resp.status}")
                 return None
-            ctype = ffi.header(resp.headers, "content-type") or ""
-            length = ffi.header(resp.headers, "content-length")
-            if "text/html" not in ctype.lower():
+            if "text/html" not in (ffi.header(resp.headers, "content-type") or "").lower():
                 errors.append("origin: not text/html")
                 return None
-            if length is not None and length.isdigit() and int(length) > schema.MAX_SHELL_BYTES:
-                errors.append("origin: shell too large")
-                return None
-            text = await resp.text()
+            headers = schema.kept_headers(ffi.header_pairs(resp.headers))
+            text = await _read_bounded(resp, schema.MAX_SHELL_BYTES)
         except JsException as exc:
             errors.append(f"origin: {exc.name}")
             return None
-        if not usable_shell(text):
+        if text is None or not usable_shell(text):
             errors.append("origin: shell too large or empty")
             return None
-        return str(text)
+        return text, headers

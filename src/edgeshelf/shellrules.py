@@ -14,6 +14,7 @@ __all__ = [
     "ShellPointerMemo",
     "cache_control_for",
     "cache_key_url",
+    "page_headers",
     "usable_shell",
 ]
 
@@ -30,13 +31,22 @@ def cache_key_url(request_origin: str, name: str, version: str) -> str:
     return f"{origin}/__edgeshelf/shell/{quote(name, safe='')}/{quote(version, safe='')}"
 
 
-def cache_control_for(version: str, no_pointer_ttl_s: int) -> str:
-    """How long the Cache API keeps a shell: a year for a published version (its content is
-    tied to the label), ``no_pointer_ttl_s`` for the origin's current page while no pointer is
-    published, so that origin changes show."""
-    if version == NO_POINTER_VERSION:
-        return f"public, s-maxage={no_pointer_ttl_s}, max-age=0"
-    return CACHE_CONTROL_SHELL
+def page_headers(content_type: str, shell_headers: tuple[tuple[str, str], ...]) -> list[list[str]]:
+    """A personalized page's headers: the site's own (``schema.kept_headers``), then the ones
+    edgeshelf sets: the shell's content type, no caching anywhere, varying on Cookie."""
+    return [
+        *([name, value] for name, value in shell_headers),
+        ["content-type", content_type],
+        ["cache-control", "private, no-store"],
+        ["vary", "Cookie"],
+    ]
+
+
+def cache_control_for(pinned: bool, unpinned_ttl_s: int) -> str:
+    """How long the Cache API keeps a shell: a year for a published version's copy (its content
+    is tied to its label), ``unpinned_ttl_s`` for what the origin serves now (no pointer, or a
+    pointer without a copy), so that origin changes show."""
+    return CACHE_CONTROL_SHELL if pinned else f"public, s-maxage={unpinned_ttl_s}, max-age=0"
 
 
 def usable_shell(text: object) -> bool:

@@ -72,3 +72,22 @@ def test_wait_until_hands_javascript_a_proxy_that_outlives_the_call():
     pending = Promise.resolve(1)
     ffi.wait_until(ctx, pending)
     assert ctx.usable() == "function"
+
+
+def test_header_pairs_lists_every_header():
+    """A JS Headers object comes out as (name, value) pairs, repeated names included."""
+    headers = Headers.new()
+    headers.append("link", "</a>")
+    headers.append("link", "</b>")
+    headers.set("x-frame-options", "DENY")
+    pairs = ffi.header_pairs(headers)
+    assert ("x-frame-options", "DENY") in pairs
+    assert sorted(v for n, v in pairs if n == "link") in (["</a>", "</b>"], ["</a>, </b>"])
+
+
+def test_cf_value_walks_a_path_through_missing_and_null_steps():
+    """A nested request.cf field is read where present and None where any step is missing."""
+    verified = run_js("({cf: {botManagement: {verifiedBot: true}}})")
+    assert ffi.cf_value(verified, "botManagement", "verifiedBot") is True
+    assert ffi.cf_value(run_js("({cf: {botManagement: null}})"), "botManagement", "x") is None
+    assert ffi.cf_value(run_js("({})"), "botManagement", "verifiedBot") is None

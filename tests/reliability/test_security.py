@@ -30,6 +30,8 @@ import pytest
 
 from builder.sample import write_sample
 from edgeshelf import schema
+from edgeshelf.profile import audience_for
+from edgeshelf.segments import chain_for
 from tests.runtime.helpers import Audience, fresh_audience, put_segment
 from tests.support.pages import shelf_from_html
 from tests.support.rawhttp import RawResponse, send
@@ -243,33 +245,43 @@ def _profile_attacks(t: Trap) -> list[dict[str, object]]:
 
 
 def test_profile_field_injection_reads_no_unexpected_key(stack, record):
-    """Stored profiles whose country/lang/bucket try to steer to another key are refused whole."""
+    """Stored profile fields that try to steer to another key reach KV only through the shared
+    normalisers: the shelf served is the one the normalised audience names, never a trap
+    planted at a key built from the raw field."""
     n = 0
     trap0 = Trap.make(stack)
     for i in range(len(_profile_attacks(trap0))):
         uid = str(uuid.uuid4())
         trap, own = Trap.make(stack), Own.make(stack)
         attack = _profile_attacks(trap)[i]
-        profile = trap.profile(**attack)
-        kv_put_any(stack, schema.profile_key(uid), json.dumps(profile))
-        # The keys a lenient reader would build from the hostile fields.
-        country, lang, bucket = (str(profile[k]) for k in ("country", "lang", "affinity_bucket"))
-        done = {
-            schema.segment_key(trap.aud.exact, "v3"),
-            schema.segment_key(trap.aud.lang_default, "v3"),
-        }
-        for key in {f"seg:{country}-{lang}-{bucket}:v3", f"seg:{country}-{lang}-default:v3"} - done:
-            if usable_key(key):
+        text = json.dumps(trap.profile(**attack))
+        kv_put_any(stack, schema.profile_key(uid), text)
+        # What the Worker must make of it: the one, normalising definition (profile, segments).
+        audience = audience_for(text, own.aud.country.upper(), own.aud.lang)
+        chain = chain_for(audience, "v3")
+        wanted = [f"norm{uuid.uuid4().hex[:8]}{j}" for j in range(2)]
+        put_segment(stack, chain[0].segment, wanted)
+        # Traps at the keys a careless reader would build from the raw fields.
+        raw = json.loads(text)
+        country, lang, bucket = (str(raw.get(k)) for k in ("country", "lang", "affinity_bucket"))
+        legit = {step.key for step in chain}
+        for key in {f"seg:{country}-{lang}-{bucket}:v3", f"seg:{country}-{lang}-default:v3"}:
+            if usable_key(key) and key not in legit:
                 kv_put_any(stack, key, schema.encode_segment(trap.ids, built_at=1, schema="v3"))
         log = WorkerLog(stack)
         r = send(stack.worker, b"GET", b"/", [(b"Cookie", f"es_uid={uid}".encode()),
                                               *own.headers()])  # fmt: skip
         entry = log.next()
         case = f"profile attack {i}: {attack!r}"
+        assert r.status == 200, case
         assert entry["visitor"] == "cookie", case
-        assert_own_fallback(r, entry, own, trap, case, profile_read="invalid")
+        assert page_shelf(r)["ids"] == wanted, case
+        assert entry["segment"] == chain[0].segment, case
+        assert entry["profile"] == audience.source, case
+        assert entry["profile_read"] == ("hit" if audience.source == "kv" else "invalid"), case
+        assert re.fullmatch(r"[a-z]{2}-[a-z]{2,3}-[a-z0-9_]{1,32}", chain[0].segment), case
         n += 1
-    # The control: the same trap profile, valid, is served its own segment, so traps are seen.
+    # The control: a trap planted at the valid profile's own key is what it is served.
     uid = str(uuid.uuid4())
     kv_put_any(stack, schema.profile_key(uid), json.dumps(trap0.profile()))
     own = Own.make(stack)
@@ -280,9 +292,11 @@ def test_profile_field_injection_reads_no_unexpected_key(stack, record):
     assert (entry["profile_read"], entry["segment"]) == ("hit", trap0.aud.exact)
     record("security", "key injection through stored profile fields (country, lang, bucket)",
            load=f"{n + 1} requests", faults=f"{n} hostile profiles (':v3', NUL, '../', "
-           "newlines, case, wrong types)", five_xx=0, keys_lost="n/a",
-           notes="each refused whole (profile_read=invalid), own default shelf served; a valid "
-           "control profile reached its trap segment")  # fmt: skip
+           "newlines, case, wrong types, another format version)", five_xx=0, keys_lost="n/a",
+           notes="each read leniently through the shared normalisers (a field that is not "
+           "usable falls back on its own; another format version is refused whole); no trap "
+           "at a raw-built key was served; a valid control profile reached its own segment",
+    )  # fmt: skip
 
 
 def test_request_signal_injection_reads_no_unexpected_key(stack, record):

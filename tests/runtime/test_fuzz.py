@@ -117,9 +117,10 @@ def check(resp: RawResponse, method: bytes, target: bytes) -> None:
     if personalized and resp.status == 200:
         assert resp.header("content-type")[0].startswith("text/html")
         assert resp.header("cache-control") == ["private, no-store"]
-        for cookie in resp.header("set-cookie"):
+        for cookie in resp.header("set-cookie"):  # a new ID, or clearing one under GPC
             assert re.fullmatch(
-                r"es_uid=[0-9a-f-]{36}; Max-Age=34560000; Path=/; HttpOnly; Secure; SameSite=Lax",
+                r"es_uid=([0-9a-f-]{36}; Max-Age=34560000|; Max-Age=0)"
+                r"; Path=/; HttpOnly; Secure; SameSite=Lax",
                 cookie,
             )
         if method == b"GET":

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
+from typing import TYPE_CHECKING
 
 import pytest
 
 from edgeshelf import schema
 from tests.runtime.helpers import fresh_audience, put_profile, put_segment, shelf, visit
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 # Worker behaviour: scripts/test runs these on every runtime, Pyodide 0.28 and 314 included.
 pytestmark = pytest.mark.every_runtime
@@ -80,8 +85,9 @@ def test_valid_id_among_duplicates_and_junk_is_found(stack, uid):
     assert "set-cookie" not in r.headers
 
 
-def test_gpc_sets_no_id_and_serves_from_request_signals(stack, uid):
-    """Sec-GPC: 1 sets no cookie and ignores a stored profile, serving the request's country."""
+def test_gpc_with_an_existing_id_clears_it_and_reads_no_profile(stack, uid):
+    """Sec-GPC: 1 ignores the stored profile (it is not even read), serves the request's country,
+    and clears the ID cookie the browser still sends, with the attributes it was set with."""
     aud = fresh_audience()
     put_profile(stack, uid, aud)
     put_segment(stack, aud.exact, ["profiled01"])
@@ -93,8 +99,16 @@ def test_gpc_sets_no_id_and_serves_from_request_signals(stack, uid):
         headers={"sec-gpc": "1", "accept-language": "fr-CA,fr;q=0.9"},
     )
     assert r.status_code == 200
-    assert "set-cookie" not in r.headers
+    assert r.headers.get_list("set-cookie") == [
+        "es_uid=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Lax"
+    ]
     assert shelf(r)["ids"] == ["gpcshelf01"]
+    logs = stack.wait_worker_logs(
+        lambda logs: any(x["segment"].startswith(aud.country) for x in logs)
+    )
+    record = [x for x in logs if x["segment"].startswith(aud.country)][-1]
+    assert record["visitor"] == "gpc"
+    assert record["profile_read"] == "skipped"
 
 
 def test_gpc_cold_visitor_gets_no_cookie(stack):
@@ -102,3 +116,54 @@ def test_gpc_cold_visitor_gets_no_cookie(stack):
     r = visit(stack, headers={"sec-gpc": "1"})
     assert r.status_code == 200
     assert "set-cookie" not in r.headers
+
+
+# --- crawlers (issue 13) ----------------------------------------------------------------------
+
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+
+
+@pytest.fixture
+def global_shelf(fresh_stack) -> Iterator[list[str]]:
+    """The fresh stack's global segment, removed afterwards (other tests expect none)."""
+    ids = ["crawl01", "crawl02"]
+    put_segment(fresh_stack, schema.GLOBAL_SEGMENT, ids, seg_schema="v7")
+    yield ids
+    fresh_stack.kv_delete(schema.segment_key(schema.GLOBAL_SEGMENT, "v7"))
+
+
+def test_crawlers_get_no_id_and_always_the_global_shelf(fresh_stack, uid, global_shelf):
+    """A search crawler, even one sending an ID with a profile, gets no cookie and the global
+    shelf; its log line says bot, and its data point stays out of the rates."""
+    aud = fresh_audience()
+    put_profile(fresh_stack, uid, aud)
+    put_segment(fresh_stack, aud.exact, ["personal01"], seg_schema="v7")
+    before = len(fresh_stack.analytics_points())
+    r = visit(fresh_stack, uid=uid, headers={"user-agent": GOOGLEBOT})
+    assert r.status_code == 200
+    assert "set-cookie" not in r.headers
+    got = shelf(r)
+    assert (got["segment"], got["ids"]) == ("global", global_shelf)
+    rec = fresh_stack.wait_worker_logs(lambda logs: bool(logs) and logs[-1]["bot"])[-1]
+    assert rec["bot"] is True
+    assert rec["visitor"] == "bot"
+    assert rec["profile_read"] == "skipped"
+    point = fresh_stack.wait_analytics_points(before + 1)[-1]
+    assert point["doubles"][1:4] == [0, 0, 0]
+    assert point["doubles"][5] == 1
+
+
+def test_a_crawler_without_a_cookie_gets_none_on_every_hit(fresh_stack, global_shelf):
+    """Crawling the homepage again and again mints nothing."""
+    for _ in range(3):
+        r = visit(fresh_stack, headers={"user-agent": GOOGLEBOT})
+        assert "set-cookie" not in r.headers
+        assert shelf(r)["segment"] == "global"
+
+
+def test_cloudflare_verified_bots_are_crawlers(fresh_stack, global_shelf):
+    """request.cf.botManagement.verifiedBot marks a crawler whatever its User-Agent."""
+    blob = json.dumps({"country": "US", "botManagement": {"verifiedBot": True, "score": 1}})
+    r = visit(fresh_stack, headers={"MF-CF-Blob": blob})
+    assert "set-cookie" not in r.headers
+    assert shelf(r)["segment"] == "global"

@@ -142,7 +142,7 @@ def test_kept_shell_pages_equal_the_rewriters_byte_for_byte(kept, rewritten, nam
 def test_the_second_request_takes_the_shell_from_isolate_memory(kept):
     version = publish_shell([kept], SHELLS["cards"])
     first = wait_version(kept, version)
-    assert debug(first)["shell"] in {"kv-backup", "memory"}
+    assert debug(first)["shell"] in {"kv-copy", "memory"}
     second = visit(kept)
     assert debug(second)["shell"] == "memory"
     assert "desc=memory" in second.headers["server-timing"]
@@ -158,7 +158,7 @@ def test_a_new_shell_version_is_served_within_the_pointer_ttl(kept):
     assert time.monotonic() - started < TTL_S + 2
     assert "new default" in r.text
     assert "old default" not in r.text
-    assert debug(r)["shell"] == "kv-backup"  # the first request of a version prepares it
+    assert debug(r)["shell"] == "kv-copy"  # the first request of a version prepares it
     assert debug(visit(kept))["shell"] == "memory"
 
 
@@ -236,7 +236,7 @@ def test_a_split_it_cannot_trust_is_kept_whole_and_rewritten_per_request(kept, r
     mine = [r for r in logs if r.get("shell_version") == version]
     untrusted = [r for r in mine if any("split not trusted" in e for e in r["errors"])]
     assert len(untrusted) == 1
-    assert untrusted[0]["shell"] == "kv-backup"
+    assert untrusted[0]["shell"] == "kv-copy"
 
 
 def test_a_version_its_pointer_names_again_is_kept_without_rereading_it(kept):

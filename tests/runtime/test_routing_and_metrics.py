@@ -57,35 +57,61 @@ def test_one_json_log_line_per_request(stack, uid):
     assert rec["profile"] == "kv"
     assert rec["profile_read"] == "hit"
     assert rec["segment_reads"] == ["hit"]
-    assert rec["shell"] in {"memory", "cache", "origin", "kv-backup"}
+    assert rec["shell"] in {"memory", "cache", "origin", "kv-copy"}
     assert rec["kv_misses"] <= rec["kv_reads"]
     assert rec["errors"] == []
     assert uid not in json.dumps(logs), "the Worker never logs visitor IDs"
 
 
-def test_fallbacks_and_misses_are_counted(stack, uid):
-    """A visitor with no stored profile is logged as a profile miss served from request signals."""
+def test_fallbacks_and_misses_are_counted(fresh_stack, uid):
+    """A known visitor whose own segment is missing is logged, and counted in the data point,
+    as a fallback to the language default with the misses it took to get there."""
     aud = fresh_audience()
-    put_segment(stack, aud.lang_default, ["misscount1"])
-    visit(stack, uid=uid, country=aud.country, headers={"accept-language": aud.lang})
-    logs = stack.wait_worker_logs(lambda logs: any(r["segment"] == aud.lang_default for r in logs))
-    rec = next(r for r in logs if r["segment"] == aud.lang_default)
-    assert rec["profile_read"] == "miss"
-    assert rec["profile"] == "request"
-    assert rec["kv_misses"] >= 1
-
-
-def test_analytics_engine_point_when_bound(fresh_stack):
-    """With an Analytics Engine binding, each request writes one data point."""
+    put_profile(fresh_stack, uid, aud, affinity_bucket=aud.bucket)
+    put_segment(fresh_stack, aud.lang_default, ["misscount1"], seg_schema="v7")
     before = len(fresh_stack.analytics_points())
-    visit(fresh_stack)
+    visit(fresh_stack, uid=uid, country=aud.country, headers={"accept-language": aud.lang})
+    logs = fresh_stack.wait_worker_logs(
+        lambda lg: any(r["segment"] == aud.lang_default for r in lg)
+    )
+    rec = next(r for r in logs if r["segment"] == aud.lang_default)
+    assert rec["fallback"] == 1
+    assert rec["segment_reads"] == ["miss", "hit"]
+    assert rec["profile_read"] == "hit"
+    assert rec["kv_misses"] >= 1
+    point = next(
+        p
+        for p in fresh_stack.wait_analytics_points(before + 1)[before:]
+        if p["indexes"] == [aud.lang_default]
+    )
+    assert point["doubles"][3] == 1.0, "the fallback is counted"
+    assert point["doubles"][2] == rec["kv_misses"]
+
+
+def test_analytics_engine_point_when_bound(fresh_stack, uid):
+    """Each request writes one data point; its every blob and double says what the log says."""
+    aud = fresh_audience()
+    put_profile(fresh_stack, uid, aud)
+    put_segment(fresh_stack, aud.exact, ["aepoint01"], seg_schema="v7")
+    before = len(fresh_stack.analytics_points())
+    visit(fresh_stack, uid=uid)
     points = fresh_stack.wait_analytics_points(before + 1)
     assert len(points) == before + 1
     point = points[-1]
-    assert point["dataset"] == "edgeshelf"
-    assert len(point["blobs"]) <= 20
-    assert len(point["doubles"]) <= 20
-    assert point["doubles"][0] == 1
+    rec = next(r for r in fresh_stack.worker_logs() if r["segment"] == aud.exact)
+    assert point == {
+        "dataset": "edgeshelf",
+        "indexes": [aud.exact],
+        "blobs": [aud.exact, "0", rec["shell"], "kv", "cookie"],
+        "doubles": [
+            1.0,
+            float(rec["kv_reads"]),
+            float(rec["kv_misses"]),
+            0.0,
+            pytest.approx(rec["total_ms"], abs=0.001),
+            0.0,
+        ],
+    }
 
 
 HOSTILE_HEADERS = [

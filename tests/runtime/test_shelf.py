@@ -171,22 +171,59 @@ def test_missing_profile_uses_country_and_accept_language(stack, uid):
     "payload",
     [
         "{broken",
-        '{"fv": 1, "country": 7, "lang": "en", "affinity_bucket": "x",'
-        ' "recent_categories": [], "last_seen": 1}',
         '{"fv": 99, "country": "us", "lang": "en", "affinity_bucket": "x",'
         ' "recent_categories": [], "last_seen": 1}',
-        '{"fv": 1, "country": "us", "lang": "en", "affinity_bucket": "x:y",'
-        ' "recent_categories": [], "last_seen": 1}',
+        '{"fv": "1", "country": "us", "lang": "en", "affinity_bucket": "x"}',
         '{"fv": 1, "country": "us", "lang": "en", "affinity_bucket": "x",'
         ' "recent_categories": [], "last_seen": 1, "pad": "' + "x" * 5000 + '"}',
         "\xff\xfe binary",
+        '["us", "en", "x"]',
     ],
 )
 def test_bad_profiles_fall_back_to_request_signals(stack, uid, payload):
-    """Corrupt, wrong-typed, unknown-version, key-injecting or oversized profiles are ignored."""
+    """Corrupt, other-format, oversized or non-object profiles are ignored as a whole."""
     aud = fresh_audience()
     put_raw(stack, schema.profile_key(uid), payload)
     put_segment(stack, f"{aud.country}-{aud.lang}-default", ["badprof01"])
     r = visit(stack, uid=uid, country=aud.country, headers={"accept-language": aud.lang})
     assert r.status_code == 200
     assert shelf(r)["ids"] == ["badprof01"]
+
+
+def test_profiles_other_systems_write_are_read(stack, uid):
+    """The original design's shape (no fv, upper case, region subtags) chooses the shelf."""
+    aud = fresh_audience()
+    put_raw(
+        stack,
+        schema.profile_key(uid),
+        json.dumps(
+            {
+                "country": aud.country.upper(),
+                "lang": f"{aud.lang}-{aud.country.upper()}",
+                "affinity_bucket": aud.bucket.upper(),
+                "recent_categories": "not a list",
+                "last_seen": "yesterday",
+            }
+        ),
+    )
+    put_segment(stack, aud.exact, ["foreign01"])
+    r = visit(stack, uid=uid, country="JP", headers={"accept-language": "ja"})
+    got = shelf(r)
+    assert (got["segment"], got["ids"], got["fallback"]) == (aud.exact, ["foreign01"], 0)
+
+
+def test_an_unusable_profile_field_falls_back_on_its_own(stack, uid):
+    """A profile whose country is unusable keeps its language and bucket; the request's country
+    stands in for the country alone."""
+    aud = fresh_audience()
+    put_raw(
+        stack,
+        schema.profile_key(uid),
+        json.dumps({"fv": 1, "country": 7, "lang": aud.lang, "affinity_bucket": aud.bucket}),
+    )
+    put_segment(stack, aud.exact, ["fieldwise1"])
+    r = visit(stack, uid=uid, country=aud.country, headers={"accept-language": "fr"})
+    got = shelf(r)
+    assert (got["segment"], got["ids"]) == (aud.exact, ["fieldwise1"])
+    record = stack.wait_worker_logs(lambda logs: any(x["segment"] == aud.exact for x in logs))
+    assert [x for x in record if x["segment"] == aud.exact][-1]["profile"] == "kv"

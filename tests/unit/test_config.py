@@ -27,6 +27,7 @@ _NAMES = (
     "DEBUG_HEADERS",
     "SHELL_POINTER_TTL",
     "SEGMENT_MEMO_TTL",
+    "NO_POINTER_SHELL_TTL",
 )
 GOOD = {"ORIGIN_URL": "https://origin.example"}
 
@@ -48,6 +49,7 @@ def test_defaults() -> None:
     assert cfg.origin_timeout_ms == 1500
     assert cfg.debug_headers is False
     assert cfg.pointer_ttl_s == 10.0
+    assert cfg.no_pointer_shell_ttl_s == 60
     assert cfg.problems == ()
 
 
@@ -72,6 +74,7 @@ def test_every_variable_is_read() -> None:
             DEBUG_HEADERS="true",
             SHELL_POINTER_TTL="0",
             SEGMENT_MEMO_TTL="30",
+            NO_POINTER_SHELL_TTL="5",
         )
     )
     assert cfg == Config(
@@ -84,6 +87,7 @@ def test_every_variable_is_read() -> None:
         debug_headers=True,
         pointer_ttl_s=0.0,
         segment_memo_ttl_s=30.0,
+        no_pointer_shell_ttl_s=5,
     )
 
 
@@ -106,6 +110,9 @@ def test_every_variable_is_read() -> None:
         ("SEGMENT_MEMO_TTL", "-5", "segment_memo_ttl_s", 0.0),
         ("SEGMENT_MEMO_TTL", "3600", "segment_memo_ttl_s", 300.0),
         ("SEGMENT_MEMO_TTL", "1.5", "segment_memo_ttl_s", 10.0),
+        ("NO_POINTER_SHELL_TTL", "-1", "no_pointer_shell_ttl_s", 0),
+        ("NO_POINTER_SHELL_TTL", "100000", "no_pointer_shell_ttl_s", 86400),
+        ("NO_POINTER_SHELL_TTL", "x", "no_pointer_shell_ttl_s", 60),
         ("COOKIE_NAME", "bad name", "cookie_name", "es_uid"),
         ("COOKIE_NAME", "a;b", "cookie_name", "es_uid"),
         ("COOKIE_NAME", "a=b", "cookie_name", "es_uid"),

@@ -145,3 +145,27 @@ def test_set_cookie_header_refuses_bad_ids(bad: str) -> None:
 def test_wants_no_tracking(value: str | None, expected: bool) -> None:
     """Only ``Sec-GPC: 1`` (whitespace aside) asks for no persistent identifier."""
     assert identity.wants_no_tracking(value) is expected
+
+
+def test_cookie_values_lists_every_value_of_a_name() -> None:
+    """Duplicated cookies are all seen, in order, so a caller can refuse ambiguity."""
+    header = f'a=1; {NAME}=x; b=2; {NAME}="y" ; {NAME}x=z'
+    assert identity.cookie_values(header, NAME) == ["x", "y"]
+    assert identity.cookie_values(None, NAME) == []
+
+
+def test_clearing_a_cookie_keeps_its_attributes() -> None:
+    """A cleared cookie has Max-Age=0 and the same path and flags it was set with."""
+    header = identity.clear_cookie_header(NAME)
+    first, *attributes = header.split("; ")
+    assert first == f"{NAME}="
+    assert sorted(attributes) == sorted(
+        ["Max-Age=0", "Path=/", "HttpOnly", "Secure", "SameSite=Lax"]
+    )
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "a;b", "a=b", "é", "x" * 129])
+def test_cookie_header_refuses_values_edgeshelf_never_sets(bad: str) -> None:
+    """Only short token values can be written into a Set-Cookie header."""
+    with pytest.raises(ValueError, match="wrong format"):
+        identity.cookie_header(NAME, bad, 60)

@@ -27,7 +27,7 @@ records = st.builds(
     kv_reads=st.integers(min_value=0, max_value=10),
     kv_misses=st.integers(min_value=0, max_value=10),
     memo_reads=st.integers(min_value=0, max_value=3),
-    shell=st.sampled_from(["memory", "cache", "origin", "kv-backup", "none"]),
+    shell=st.sampled_from(["memory", "cache", "origin", "kv-copy", "none"]),
     shell_version=hostile_text,
     status=st.integers(min_value=100, max_value=599),
     kv_ms=_times,
@@ -88,9 +88,17 @@ def test_data_point_fields() -> None:
     assert record.data_point() == {
         "indexes": ["us-en-music"],
         "blobs": ["us-en-music", "1", "cache", "kv", "cookie"],
-        "doubles": [1.0, 2.0, 1.0, 1.0, 12.5],
+        "doubles": [1.0, 2.0, 1.0, 1.0, 12.5, 0.0],
     }
     assert RequestRecord(fallback=0).data_point()["doubles"][3] == 0.0
+
+
+def test_crawlers_are_left_out_of_the_rates() -> None:
+    """A crawler's point counts the request and marks it, but no reads, misses or fallback."""
+    record = RequestRecord(segment="global", fallback=2, visitor="bot", bot=True, total_ms=3.0)
+    record.kv_read("miss")
+    assert record.data_point()["doubles"] == [1.0, 0.0, 0.0, 0.0, 3.0, 1.0]
+    assert json.loads(record.to_json())["bot"] is True
 
 
 @FAST

@@ -169,7 +169,7 @@ def test_a_failed_first_read_knows_no_version() -> None:
     assert memo.get("home", "/") == (NO_POINTER_VERSION, "/")
 
 
-def test_the_no_pointer_shell_is_cached_briefly() -> None:
-    """The origin's current page (no pointer) is kept for its own short TTL; versions a year."""
-    assert cache_control_for(NO_POINTER_VERSION, 60) == "public, s-maxage=60, max-age=0"
-    assert cache_control_for("2026-12-01a", 60) == CACHE_CONTROL_SHELL
+def test_the_origins_current_page_is_cached_briefly() -> None:
+    """What the origin serves now is kept for its own short TTL; a version's copy a year."""
+    assert cache_control_for(False, 60) == "public, s-maxage=60, max-age=0"
+    assert cache_control_for(True, 60) == CACHE_CONTROL_SHELL

@@ -23,6 +23,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { fetch, Headers, Request, Response } from "@miniflare/core";
 import { HTMLRewriter } from "@miniflare/html-rewriter";
+import { withFaults } from "../kvfaults.mjs";
 import { CacheStorage } from "./cache.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -89,15 +90,19 @@ function installGlobals() {
   });
 }
 
-/** A KV binding over a KV namespace (here Miniflare's proxy of workerd's own namespace). */
-export function kvBinding(namespace) {
-  return {
+/**
+ * A KV binding over a KV namespace (here Miniflare's proxy of workerd's own namespace), with
+ * the stack's injected read faults when asked (../kvfaults.mjs), as the workerd stack has them.
+ */
+export function kvBinding(namespace, faults = false) {
+  const binding = {
     get: (key, options) => namespace.get(key, options),
     getWithMetadata: (key, options) => namespace.getWithMetadata(key, options),
     put: (key, value, options) => namespace.put(key, value, options),
     delete: (key) => namespace.delete(key),
     list: (options) => namespace.list(options),
   };
+  return faults ? withFaults(binding) : binding;
 }
 
 /** Analytics Engine as the local stack records it: one `analytics {json}` line per point. */
