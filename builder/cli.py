@@ -37,6 +37,7 @@ from builder.errors import BuilderError, PublishIncompleteError
 from builder.limiter import DEFAULT_LIMIT
 from builder.publish import PublishOptions
 from builder.ranking import MIN_SEGMENT_SIZE, RankingOptions
+from builder.reporting import Silent
 from builder.sample import write_sample
 from builder.state import DEFAULT_STATE
 
@@ -256,7 +257,7 @@ def _reporter(as_json: bool) -> AbstractContextManager[Any]:
     return _RichReporter(console)
 
 
-class _LineReporter(jobs.Silent):
+class _LineReporter(Silent):
     """For cron logs and ``--json``: phases and warnings as plain lines on stderr."""
 
     def __init__(self, console: Console) -> None:

@@ -11,7 +11,7 @@ import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 import duckdb
 
@@ -21,6 +21,7 @@ from builder.limiter import DEFAULT_LIMIT, SlidingWindowLimiter
 from builder.plan import Item, Plan, PlanCounts, build_plan, check_payload, computed_items
 from builder.publish import Publisher, PublishOptions, PublishReport, Retrier
 from builder.ranking import Build, RankingOptions, compute
+from builder.reporting import Silent
 from builder.sources import InputStats, load_inputs
 from builder.state import DEFAULT_STATE, RunLock, State
 from edgeshelf.schema import (
@@ -37,13 +38,13 @@ from edgeshelf.schema import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
+    from builder.reporting import Reporter
+
 __all__ = [
     "GcResult",
     "RemoteDiff",
-    "Reporter",
     "RunResult",
     "RunSettings",
-    "Silent",
     "gc",
     "load_build",
     "plan",
@@ -58,34 +59,6 @@ DUCKDB_MEMORY_LIMIT: Final = "4GB"
 # MASS_DELETE_FLOOR keys): an export that came out empty or truncated must not wipe KV.
 MAX_DELETE_FRACTION: Final = 0.25
 MASS_DELETE_FLOOR: Final = 1000
-
-
-class Reporter(Protocol):
-    """Progress and warnings; the CLI draws them with rich."""
-
-    def phase(self, name: str) -> None: ...
-    def start(self, phase: str, total: int) -> None: ...
-    def advance(self, phase: str, n: int) -> None: ...
-    def warn(self, message: str) -> None: ...
-
-
-class Silent:
-    """A :class:`Reporter` that reports nothing (warnings are collected)."""
-
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def phase(self, name: str) -> None:
-        pass
-
-    def start(self, phase: str, total: int) -> None:
-        pass
-
-    def advance(self, phase: str, n: int) -> None:
-        pass
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
 
 
 @dataclass(frozen=True)

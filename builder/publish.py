@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import stamina
 
@@ -36,15 +36,16 @@ from builder.cloudflare import MAX_BULK_BYTES, MAX_BULK_PAIRS, BulkPair, KVClien
 from builder.errors import PartialWriteError, RateLimitedError, RetryableAPIError
 from builder.limiter import SlidingWindowLimiter
 from builder.plan import PHASES, BatchCounter, Plan
+from builder.reporting import Silent
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
 
+    from builder.reporting import Progress
     from builder.state import State
 
 __all__ = [
     "MAX_RETRY_AFTER",
-    "Progress",
     "PublishOptions",
     "PublishReport",
     "Publisher",
@@ -57,21 +58,6 @@ T = TypeVar("T")
 _Row = TypeVar("_Row", bound="tuple[str, str, *tuple[object, ...]]")
 _Put = tuple[str, str, int, bytes, str]  # key, value, ttl, hash, phase: Plan.writes()
 MAX_RETRY_AFTER: Final = 330.0
-
-
-class Progress(Protocol):
-    """What the publisher reports; the CLI draws it with rich, the library default is silent."""
-
-    def start(self, phase: str, total: int) -> None: ...
-    def advance(self, phase: str, n: int) -> None: ...
-
-
-class _Silent:
-    def start(self, phase: str, total: int) -> None:
-        pass
-
-    def advance(self, phase: str, n: int) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -211,7 +197,7 @@ class Publisher:
         self.state = state
         self.options = options or PublishOptions()
         self.retrier = Retrier(limiter or SlidingWindowLimiter(), self.options)
-        self.progress: Progress = progress or _Silent()
+        self.progress: Progress = progress or Silent()
         self.clock = clock
 
     # --- one batch, in a worker thread -----------------------------------------------------
