@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import duckdb
 
+from builder.batching import batches
 from builder.cloudflare import MAX_BULK_GET, MAX_BULK_PAIRS, BulkPair, KVClient
 from builder.errors import APIError, ConfigError, MassDeleteError, PayloadError
 from builder.limiter import DEFAULT_LIMIT, SlidingWindowLimiter
@@ -262,8 +263,7 @@ def gc(
         result.found = len(doomed)
         if not dry_run:
             known = set(state.keys(SEGMENT_PREFIX + "*"))
-            for start in range(0, len(doomed), MAX_BULK_PAIRS):
-                chunk = doomed[start : start + MAX_BULK_PAIRS]
+            for chunk in batches(doomed, MAX_BULK_PAIRS):
                 state.mark_unconfirmed([k for k in chunk if k in known])
                 done, failed, _ = retrier.bulk(
                     chunk, lambda ks: kv.bulk_delete(ks).unsuccessful_keys
@@ -359,10 +359,10 @@ def remote_diff(
     retrier = Retrier(SlidingWindowLimiter(rate_limit), PublishOptions())
     diff = RemoteDiff()
     expected_keys: set[str] = set()
-    chunk: list[Item] = []
-
-    def check() -> None:
-        got = retrier.call(lambda: kv.bulk_get([i.key for i in chunk]))
+    for chunk in batches(items, MAX_BULK_GET):
+        keys = [i.key for i in chunk]
+        expected_keys.update(keys)
+        got = retrier.call(functools.partial(kv.bulk_get, keys))
         for item in chunk:
             value = got.get(item.key)
             if value is None:
@@ -370,15 +370,6 @@ def remote_diff(
             elif value != item.value:
                 diff.different.append(item.key)
         diff.checked += len(chunk)
-        chunk.clear()
-
-    for item in items:
-        expected_keys.add(item.key)
-        chunk.append(item)
-        if len(chunk) == MAX_BULK_GET:
-            check()
-    if chunk:
-        check()
     for prefix in extra_prefixes:
         for name in _list_all(kv, retrier, prefix):
             if name in expected_keys:

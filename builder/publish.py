@@ -11,8 +11,8 @@
 - Writes go out as one stream, segments first, cut into batches across the phase boundary
   (the last segment batch is topped up with profiles): ``ceil(writes / max_pairs)`` write
   requests unless the byte cap cuts earlier, the count ``PlanCounts.write_requests`` predicts
-  with the same :class:`~builder.plan.BatchCounter`. No profile travels in a request before the
-  requests carrying the segments: those are all answered before the first batch of profiles
+  with the same :class:`~builder.batching.BatchCounter`. No profile travels in a request before
+  the requests carrying the segments: those are all answered before the first batch of profiles
   alone is sent, and if a key of theirs failed, no such batch is sent. (A profile sharing a
   batch with a segment whose write failed only makes its readers fall back a step, which the
   Worker handles.)
@@ -32,10 +32,11 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 import stamina
 
+from builder.batching import batches, pair_size
 from builder.cloudflare import MAX_BULK_BYTES, MAX_BULK_PAIRS, BulkPair, KVClient
 from builder.errors import PartialWriteError, RateLimitedError, RetryableAPIError
 from builder.limiter import SlidingWindowLimiter
-from builder.plan import PHASES, BatchCounter, Plan
+from builder.plan import PHASES, Plan
 from builder.reporting import Silent
 
 if TYPE_CHECKING:
@@ -51,11 +52,9 @@ __all__ = [
     "Publisher",
     "Retrier",
     "backoff_hook",
-    "batches",
 ]
 
 T = TypeVar("T")
-_Row = TypeVar("_Row", bound="tuple[str, str, *tuple[object, ...]]")
 _Put = tuple[str, str, int, bytes, str]  # key, value, ttl, hash, phase: Plan.writes()
 MAX_RETRY_AFTER: Final = 330.0
 
@@ -157,19 +156,6 @@ class Retrier:
         except RetryableAPIError as exc:
             return confirmed, remaining, str(exc)
         return confirmed, [], None
-
-
-def batches(rows: Iterable[_Row], max_pairs: int, max_bytes: int) -> Iterator[list[_Row]]:
-    """Group ``(key, value, ...)`` rows in order by :class:`~builder.plan.BatchCounter`'s rule."""
-    counter = BatchCounter(max_pairs=max_pairs, max_bytes=max_bytes)
-    batch: list[_Row] = []
-    for row in rows:
-        if counter.add(BatchCounter.pair_bytes(row[0], row[1])) and batch:
-            yield batch
-            batch = []
-        batch.append(row)
-    if batch:
-        yield batch
 
 
 @dataclass
@@ -281,7 +267,7 @@ class Publisher:
                 for phase, n in Counter(row[4] for row in job).items():
                     self.progress.advance(phase, n)
 
-            stream = batches(plan.writes(), opt.max_pairs, opt.max_bytes)
+            stream = batches(plan.writes(), opt.max_pairs, opt.max_bytes, size=pair_size)
             held: list[list[_Put]] = []
 
             def with_segments() -> Iterator[list[_Put]]:
@@ -312,7 +298,7 @@ class Publisher:
                 self.progress.advance("deletes", len(job))
 
             self._dispatch(
-                _chunks(plan.deletes(), opt.max_pairs),
+                batches(plan.deletes(), opt.max_pairs),
                 list,
                 self._delete,
                 record_delete,
@@ -322,14 +308,3 @@ class Publisher:
         finally:
             report.requests = self.retrier.requests
             report.retries = self.retrier.retries
-
-
-def _chunks(keys: Iterable[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for key in keys:
-        chunk.append(key)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

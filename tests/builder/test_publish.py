@@ -12,6 +12,7 @@ import httpx
 import pytest
 import stamina
 
+from builder.batching import batches, pair_size
 from builder.cloudflare import KVClient
 from builder.errors import APIError, RateLimitedError, RetryableAPIError
 from builder.limiter import SlidingWindowLimiter
@@ -22,7 +23,6 @@ from builder.publish import (
     PublishOptions,
     Retrier,
     backoff_hook,
-    batches,
 )
 from builder.state import State
 from tests.builder.fakekv import ACCOUNT, BASE, NAMESPACE, TOKEN
@@ -47,8 +47,15 @@ class Crash(BaseException):
 def test_batches_hold_at_most_max_pairs_and_max_bytes() -> None:
     """Rows are grouped in order, by pair count and by estimated JSON size."""
     rows = [(f"k{i}", "v" * 10, 60, b"") for i in range(25)]
-    assert [len(b) for b in batches(rows, 10, 10**9)] == [10, 10, 5]
-    assert [len(b) for b in batches(rows, 10_000, 3 * 90)] == [3] * 8 + [1]
+    assert [len(b) for b in batches(rows, 10, 10**9, size=pair_size)] == [10, 10, 5]
+    assert [len(b) for b in batches(rows, 10_000, 3 * 90, size=pair_size)] == [3] * 8 + [1]
+
+
+def test_batches_by_count_alone_keep_order_and_never_yield_empty() -> None:
+    """Without a size, keys are cut by count only, in order, and no input yields no batch."""
+    keys = [f"k{i}" for i in range(7)]
+    assert list(batches(keys, 3)) == [keys[0:3], keys[3:6], keys[6:]]
+    assert list(batches([], 3)) == []
 
 
 def test_large_plan_is_sent_in_bulk_requests_of_10000(
