@@ -95,10 +95,14 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def _fail(exc: BaseException, code: int) -> None:
+def _fail(exc: BaseException, code: int, message: str | None = None) -> None:
     # Text, not markup: messages quote user input and "[[kv_namespaces]]"; no wrapping, so a
     # cron log keeps file/row/column on one greppable line.
-    _stderr().print(Text("error: ", style="red") + Text(str(exc)), soft_wrap=True)
+    console = _stderr()
+    text = str(exc) if message is None else message
+    console.print(Text("error: ", style="red") + Text(text), soft_wrap=True)
+    for note in getattr(exc, "__notes__", ()):
+        console.print(Text(str(note)), soft_wrap=True)
     sys.exit(code)
 
 
@@ -108,8 +112,8 @@ def _run_guarded(fn: Callable[[], None]) -> None:
         fn()
     except BuilderError as exc:
         _fail(exc, exc.exit_code)
-    except KeyboardInterrupt:
-        _fail(KeyboardInterrupt("interrupted; the state records what was confirmed"), 130)
+    except KeyboardInterrupt as exc:
+        _fail(exc, 130, "interrupted; the state records what was confirmed")
 
 
 def _target(
@@ -450,9 +454,11 @@ def status(state: Path, as_json: bool) -> None:
                 written = pub.get("written", {}).get("total")
                 click.echo(
                     f"last run: schema {last.get('schema')}, finished_at {last.get('finished_at')}"
-                    f", complete {last.get('complete')}, written {written}"
-                    f", failed {pub.get('failed')}"
+                    f", {'complete' if last.get('complete') else 'INCOMPLETE'}, written {written}"
+                    f", failed {pub.get('failed')}, unconfirmed {last.get('unconfirmed')}"
                 )
+                if last.get("error"):
+                    click.echo(f"  stopped by: {last['error']}")
 
         _emit(info, as_json, human)
 

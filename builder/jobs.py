@@ -17,7 +17,7 @@ import duckdb
 
 from builder.batching import batches
 from builder.cloudflare import MAX_BULK_GET, MAX_BULK_PAIRS, BulkPair, KVClient
-from builder.errors import APIError, ConfigError, MassDeleteError, PayloadError
+from builder.errors import APIError, BuilderError, ConfigError, MassDeleteError, PayloadError
 from builder.limiter import DEFAULT_LIMIT, SlidingWindowLimiter
 from builder.plan import Item, Plan, PlanCounts, build_plan, check_payload, computed_items
 from builder.publish import Publisher, PublishOptions, PublishReport, Retrier
@@ -84,7 +84,12 @@ class RunSettings:
 
 @dataclass
 class RunResult:
-    """What ``plan`` / ``run`` did; ``report`` is None for a dry run."""
+    """What ``plan`` / ``run`` did; ``report`` is None for a dry run.
+
+    A run stopped by an exception (a 403 mid-publish, Ctrl-C) names it in ``error``; its report
+    still counts what was written before, and ``unconfirmed`` the keys of the run's scope whose
+    content in KV is unknown until the next run rewrites them.
+    """
 
     inputs: InputStats
     counts: PlanCounts
@@ -92,11 +97,13 @@ class RunResult:
     duration: float
     schema: str
     as_of: int
+    error: str | None = None
+    unconfirmed: int | None = None
 
     @property
     def complete(self) -> bool:
-        return self.report is None or (
-            self.report.failed == 0 and self.report.deferred_deletes == 0
+        return self.error is None and (
+            self.report is None or (self.report.failed == 0 and self.report.deferred_deletes == 0)
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -111,6 +118,8 @@ class RunResult:
             "plan": self.counts.as_dict(),
             "publish": None if self.report is None else self.report.as_dict(),
             "complete": self.complete,
+            "error": self.error,
+            "unconfirmed": self.unconfirmed,
             "duration": round(self.duration, 3),
         }
 
@@ -193,16 +202,42 @@ def run(
             clock=lambda: now + (time.time() - wall),
         )
         report = PublishReport()
+        stopped: BaseException | None = None
         try:
-            report = publisher.publish(the_plan)
+            publisher.publish(the_plan, report)
+        except BaseException as exc:
+            stopped = exc
+            raise
         finally:
             result = RunResult(
-                stats, counts, report, time.monotonic() - started, settings.schema, build.as_of
+                stats,
+                counts,
+                report,
+                time.monotonic() - started,
+                settings.schema,
+                build.as_of,
+                error=None if stopped is None else _describe(stopped),
+                unconfirmed=state.count_scope(settings.schema, unconfirmed=True),
             )
             summary = result.as_dict()
             summary["finished_at"] = int(time.time())
             state.record_run(summary)
+            if stopped is not None:
+                stopped.add_note(
+                    f"the run stopped after {sum(report.written.values())} keys were written; "
+                    f"{result.unconfirmed} are unconfirmed and the next run rewrites them "
+                    "(recorded as incomplete: edgeshelf-builder status)"
+                )
     return result
+
+
+def _describe(exc: BaseException) -> str:
+    """What stopped a run, for the state file and ``status`` (messages never hold the token)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, BuilderError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass

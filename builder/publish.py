@@ -249,9 +249,13 @@ class Publisher:
         if fatal is not None:
             raise fatal
 
-    def publish(self, plan: Plan) -> PublishReport:
-        """Write the puts (segments first, in shared batches), then, if all succeeded, delete."""
-        report = PublishReport()
+    def publish(self, plan: Plan, report: PublishReport | None = None) -> PublishReport:
+        """Write the puts (segments first, in shared batches), then, if all succeeded, delete.
+
+        ``report`` (a new one by default) is filled in as Cloudflare answers, so when a fatal
+        error propagates, the caller's report still says what was written before it.
+        """
+        report = PublishReport() if report is None else report
         opt = self.options
         try:
             for phase in PHASES:

@@ -20,6 +20,8 @@ from tests.builder.fakekv import TOKEN, FakeKV
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import httpx
+
     from builder.sample import SampleFiles
 
 
@@ -166,6 +168,37 @@ def test_api_refusal_exits_5(fake: FakeKV, small_sample: SampleFiles, state_path
     result = invoke(fake, "run", *run_args(small_sample, state_path))
     assert result.exit_code == 5
     assert "injected 403" in result.stderr
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_interrupted_run_exits_130_and_is_recorded_incomplete(
+    fake: FakeKV, small_sample: SampleFiles, state_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during the second batch exits 130; status shows an incomplete run and its counts."""
+    original = fake._bulk_put
+    calls = 0
+
+    def interrupted(request: httpx.Request, rest: str) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+        return original(request, rest)
+
+    monkeypatch.setattr(fake, "_bulk_put", interrupted)
+    args = run_args(small_sample, state_path, "--batch-size", "100", "--concurrency", "1")
+    result = invoke(fake, "run", *args)
+    assert result.exit_code == 130
+    assert "interrupted; the state records what was confirmed" in result.stderr
+    assert "the run stopped after 100 keys were written; 100 are unconfirmed" in result.stderr
+    info = json.loads(invoke(None, "status", "--state", str(state_path), "--json").stdout)
+    last = info["last_run"]
+    assert (last["complete"], last["error"]) == (False, "interrupted")
+    assert last["publish"]["written"]["total"] == len(fake.store) == 100
+    assert last["unconfirmed"] == info["keys"]["unconfirmed"] == 100
+    human = invoke(None, "status", "--state", str(state_path)).stdout
+    assert "INCOMPLETE, written 100" in human
+    assert "stopped by: interrupted" in human
 
 
 @pytest.mark.usefixtures("cf_env")
