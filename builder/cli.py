@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -54,6 +56,16 @@ _PHASE_LABELS = {
 }
 
 
+def _waiting_text(until: float) -> str:
+    """What the run says while a 429 holds every request (local time; cron logs say which)."""
+    when = datetime.fromtimestamp(until).astimezone()
+    left = max(0.0, until - time.time())
+    return (
+        f"rate limited by Cloudflare (HTTP 429): every request waits until "
+        f"{when:%H:%M:%S %Z} ({left:.0f} s)"
+    )
+
+
 class _RichReporter:
     """Draws phases as rich progress bars on stderr; warnings as yellow lines."""
 
@@ -69,6 +81,7 @@ class _RichReporter:
             transient=False,
         )
         self.tasks: dict[str, TaskID] = {}
+        self.paused_until = 0.0
 
     def __enter__(self) -> _RichReporter:
         self.progress.start()
@@ -84,8 +97,26 @@ class _RichReporter:
         self.tasks[phase] = self.progress.add_task(_PHASE_LABELS.get(phase, phase), total=total)
 
     def advance(self, phase: str, n: int) -> None:
+        if self.paused_until and time.time() >= self.paused_until:
+            self.paused_until = 0.0
+            self._describe("")
         if phase in self.tasks:
             self.progress.advance(self.tasks[phase], n)
+
+    def waiting(self, until: float) -> None:
+        # Said once as a line (it stays on screen) and on every bar until requests resume.
+        self.paused_until = max(self.paused_until, until)
+        text = _waiting_text(self.paused_until)
+        self.console.print(Text("waiting: ", style="yellow") + Text(text), soft_wrap=True)
+        when = datetime.fromtimestamp(self.paused_until)
+        self._describe(f" — waiting (429) until {when:%H:%M:%S}")
+
+    def _describe(self, suffix: str) -> None:
+        finished = {task.id for task in self.progress.tasks if task.finished}
+        for phase, task_id in self.tasks.items():
+            if task_id not in finished:
+                label = _PHASE_LABELS.get(phase, phase) + suffix
+                self.progress.update(task_id, description=label)
 
     def warn(self, message: str) -> None:
         self.console.print(Text("warning: ", style="yellow") + Text(message), soft_wrap=True)
@@ -270,6 +301,9 @@ class _LineReporter(Silent):
 
     def phase(self, name: str) -> None:
         self.console.print(Text(name), soft_wrap=True)
+
+    def waiting(self, until: float) -> None:
+        self.console.print(Text(f"waiting: {_waiting_text(until)}"), soft_wrap=True)
 
     def warn(self, message: str) -> None:
         super().warn(message)

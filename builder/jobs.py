@@ -339,7 +339,9 @@ def publish_shell(
             f"the shell must be UTF-8 HTML ({exc.reason} at byte {exc.start})"
         ) from exc
     check_payload(backup, html, MAX_SHELL_BYTES, reporter.warn)
-    retrier = Retrier(SlidingWindowLimiter(rate_limit), options or PublishOptions())
+    retrier = Retrier(
+        SlidingWindowLimiter(rate_limit), options or PublishOptions(), on_wait=reporter.waiting
+    )
     for key, value in ((backup, text), (pointer, pointer_value)):
         pair = BulkPair(key=key, value=value)
 

@@ -4,8 +4,10 @@
 - At most ``concurrency`` batches are in flight; a :class:`~builder.limiter.SlidingWindowLimiter`
   paces every request, retries included.
 - Retries come from stamina (exponential backoff with jitter; ``stamina.set_testing`` turns the
-  waits off in tests). A 429 waits what ``retry-after`` says instead. After a partial success
-  only ``unsuccessful_keys`` are sent again.
+  waits off in tests). A 429 instead pauses the limiter, so every request of the run, in every
+  thread, waits what ``retry-after`` says (Cloudflare's 5-minute block when it says nothing),
+  and the progress is told until when. After a partial success only ``unsuccessful_keys`` are
+  sent again.
 - The state is touched only from the calling thread: keys are marked unconfirmed before their
   batch is sent and confirmed only after Cloudflare's answer, batch by batch.
 - Writes go out as one stream, segments first, cut into batches across the phase boundary
@@ -35,7 +37,7 @@ import stamina
 from builder.batching import batches, pair_size
 from builder.cloudflare import MAX_BULK_BYTES, MAX_BULK_PAIRS, BulkPair, KVClient
 from builder.errors import PartialWriteError, RateLimitedError, RetryableAPIError
-from builder.limiter import SlidingWindowLimiter
+from builder.limiter import API_BLOCK, SlidingWindowLimiter
 from builder.plan import PHASES, Plan
 from builder.reporting import Silent
 
@@ -52,6 +54,7 @@ __all__ = [
     "Publisher",
     "Retrier",
     "backoff_hook",
+    "rate_limit_pause",
 ]
 
 T = TypeVar("T")
@@ -97,19 +100,39 @@ class PublishReport:
         }
 
 
+def rate_limit_pause(exc: RateLimitedError) -> float:
+    """Seconds every request must wait after ``exc``: its ``retry-after`` (capped against a
+    nonsensical header), or Cloudflare's documented block when it has none."""
+    if exc.retry_after is None:
+        return API_BLOCK
+    return min(exc.retry_after, MAX_RETRY_AFTER)
+
+
 def backoff_hook(exc: Exception) -> bool | float:
-    """stamina's ``on=``: retry what is retryable; after a 429 wait what ``retry-after`` says."""
-    if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
-        return min(exc.retry_after, MAX_RETRY_AFTER)
+    """stamina's ``on=``: retry what is retryable; a 429 at once, because the limiter's pause
+    (:meth:`Retrier.call`) already holds the retry, with every other request, until the block
+    is over."""
+    if isinstance(exc, RateLimitedError):
+        return 0.0
     return isinstance(exc, RetryableAPIError)
 
 
 class Retrier:
-    """Runs one-request callables under the limiter with stamina retries, counting requests."""
+    """Runs one-request callables under the limiter with stamina retries, counting requests.
 
-    def __init__(self, limiter: SlidingWindowLimiter, options: PublishOptions) -> None:
+    ``on_wait`` is told when a 429 pauses the limiter, with the epoch time the pause ends.
+    """
+
+    def __init__(
+        self,
+        limiter: SlidingWindowLimiter,
+        options: PublishOptions,
+        *,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> None:
         self.limiter = limiter
         self.options = options
+        self.on_wait = on_wait
         self._lock = threading.Lock()
         self.requests = 0
         self.retries = 0
@@ -130,8 +153,17 @@ class Retrier:
                     self.requests += 1
                     if attempt.num > 1:
                         self.retries += 1
-                return fn()
+                try:
+                    return fn()
+                except RateLimitedError as exc:
+                    self._rate_limited(exc)
+                    raise
         raise AssertionError("stamina stopped without raising")  # pragma: no cover
+
+    def _rate_limited(self, exc: RateLimitedError) -> None:
+        seconds = rate_limit_pause(exc)
+        if self.limiter.pause(seconds) and self.on_wait is not None:
+            self.on_wait(time.time() + seconds)
 
     def bulk(
         self, keys: Sequence[str], send: Callable[[list[str]], list[str]]
@@ -182,8 +214,10 @@ class Publisher:
         self.kv = kv
         self.state = state
         self.options = options or PublishOptions()
-        self.retrier = Retrier(limiter or SlidingWindowLimiter(), self.options)
         self.progress: Progress = progress or Silent()
+        self.retrier = Retrier(
+            limiter or SlidingWindowLimiter(), self.options, on_wait=self.progress.waiting
+        )
         self.clock = clock
 
     # --- one batch, in a worker thread -----------------------------------------------------

@@ -1,4 +1,4 @@
-"""How the builder's library reports progress and warnings, and the reporter that is silent.
+"""How the builder's library reports progress, warnings and waits, and the reporter that is silent.
 
 The library never draws anything itself: :mod:`builder.publish` reports to a :class:`Progress`,
 :mod:`builder.jobs` to a :class:`Reporter` (a progress plus phases and warnings), and the CLI
@@ -18,6 +18,9 @@ class Progress(Protocol):
 
     def start(self, phase: str, total: int) -> None: ...
     def advance(self, phase: str, n: int) -> None: ...
+    def waiting(self, until: float) -> None:
+        """Cloudflare answered 429: no request of the run goes out before ``until`` (epoch s)."""
+        ...
 
 
 class Reporter(Progress, Protocol):
@@ -40,6 +43,9 @@ class Silent:
         pass
 
     def advance(self, phase: str, n: int) -> None:
+        pass
+
+    def waiting(self, until: float) -> None:
         pass
 
     def warn(self, message: str) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import socket
 import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from click.testing import CliRunner, Result
+from rich.console import Console
 
-from builder.cli import main
+from builder.cli import _RichReporter, main
 from builder.sample import write_sample
 from builder.state import RunLock, State
 from edgeshelf.schema import decode_shell_pointer
@@ -159,6 +162,47 @@ def test_token_never_appears_in_output(
     for text in outputs:
         assert TOKEN not in text
         assert TOKEN[4:20] not in text
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_a_429_is_reported_as_waiting_until_a_time(
+    fake: FakeKV, small_sample: SampleFiles, state_path: Path
+) -> None:
+    """A 429 (retry-after: 1) prints that every request waits and until when; the run completes."""
+    fake.fault("PUT bulk", 429, headers={"retry-after": "1"})
+    started = time.monotonic()
+    result = invoke(fake, "run", *run_args(small_sample, state_path), "--json")
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started >= 1.0
+    line = next(x for x in result.stderr.splitlines() if x.startswith("waiting: "))
+    assert re.fullmatch(
+        r"waiting: rate limited by Cloudflare \(HTTP 429\): every request waits until "
+        r"\d\d:\d\d:\d\d \S+ \([01] s\)",
+        line,
+    ), line
+    assert json.loads(result.stdout)["complete"] is True
+
+
+def test_progress_bars_say_they_wait_until_the_pause_ends() -> None:
+    """On a terminal every unfinished bar says it waits (429) until when, and drops it after."""
+    out = io.StringIO()
+    reporter = _RichReporter(Console(file=out, force_terminal=True, width=200))
+    reporter.start("segments", 3)
+    reporter.start("profiles", 10)
+    reporter.advance("segments", 3)
+    reporter.waiting(time.time() + 0.3)
+    labels = {t.description for t in reporter.progress.tasks}
+    assert any(
+        re.fullmatch(r"writing profiles — waiting \(429\) until \d\d:\d\d:\d\d", x) for x in labels
+    )
+    assert "writing segments" in labels  # a finished bar is left alone
+    assert "every request waits until" in out.getvalue()
+    time.sleep(0.35)
+    reporter.advance("profiles", 5)
+    assert {t.description for t in reporter.progress.tasks} == {
+        "writing segments",
+        "writing profiles",
+    }
 
 
 @pytest.mark.usefixtures("cf_env")
