@@ -34,8 +34,9 @@ from rich.text import Text
 
 from builder import jobs
 from builder.cloudflare import KVClient, make_http_client
-from builder.config import Target, load_target
+from builder.config import Target, load_target, served_schema
 from builder.errors import BuilderError, PublishIncompleteError
+from builder.guards import MAX_DELETE_FRACTION
 from builder.limiter import DEFAULT_LIMIT
 from builder.publish import PublishOptions
 from builder.ranking import MIN_SEGMENT_SIZE, RankingOptions
@@ -206,6 +207,15 @@ def _summary(result: jobs.RunResult) -> None:
         console.print(Text(line), soft_wrap=True)
 
 
+_max_delete = click.option(
+    "--max-delete",
+    type=click.FloatRange(0, 1),
+    default=MAX_DELETE_FRACTION,
+    show_default=True,
+    help="Refuse to delete a larger share of the published keys (over 1,000 keys).",
+)
+
+
 def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
@@ -257,13 +267,7 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Pairs per bulk request.",
         ),
-        click.option(
-            "--max-delete",
-            type=click.FloatRange(0, 1),
-            default=0.25,
-            show_default=True,
-            help="Refuse to delete a larger share of the published keys (over 1,000 keys).",
-        ),
+        _max_delete,
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
     ]
     for option in reversed(options):
@@ -402,6 +406,12 @@ def run(ctx: click.Context, /, **kw: Any) -> None:
 @click.option("--state", type=click.Path(path_type=Path), default=DEFAULT_STATE, show_default=True)
 @click.option("--wrangler", type=click.Path(path_type=Path), default=Path("wrangler.toml"))
 @click.option("--dry-run", is_flag=True, help="List what would be deleted, delete nothing.")
+@click.option(
+    "--delete-served-schema",
+    is_flag=True,
+    help="Also delete the schema the Worker reads (SEGMENT_SCHEMA in --wrangler's file).",
+)
+@_max_delete
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def gc(
@@ -410,6 +420,8 @@ def gc(
     state: Path,
     wrangler: Path,
     dry_run: bool,
+    delete_served_schema: bool,
+    max_delete: float,
     as_json: bool,
 ) -> None:
     """Delete segment keys of every schema not kept (list by prefix + bulk delete)."""
@@ -418,7 +430,15 @@ def gc(
         target, kv, http = _target(ctx, wrangler)
         with http:
             result = jobs.gc(
-                kv, keep=keep, state_path=state, identity=target.identity, dry_run=dry_run
+                kv,
+                keep=keep,
+                state_path=state,
+                identity=target.identity,
+                served=served_schema(wrangler),
+                delete_served=delete_served_schema,
+                max_delete_fraction=max_delete,
+                dry_run=dry_run,
+                reporter=_LineReporter(_stderr()),
             )
         _emit(
             result.as_dict(),

@@ -18,6 +18,7 @@ import duckdb
 from builder.batching import batches
 from builder.cloudflare import MAX_BULK_GET, MAX_BULK_PAIRS, BulkPair, KVClient
 from builder.errors import APIError, BuilderError, ConfigError, MassDeleteError, PayloadError
+from builder.guards import MAX_DELETE_FRACTION, mass_delete
 from builder.limiter import DEFAULT_LIMIT, SlidingWindowLimiter
 from builder.plan import Item, Plan, PlanCounts, build_plan, check_payload, computed_items
 from builder.publish import Publisher, PublishOptions, PublishReport, Retrier
@@ -56,10 +57,6 @@ __all__ = [
 ]
 
 DUCKDB_MEMORY_LIMIT: Final = "4GB"
-# A run refuses to delete more than this share of the published keys (when that is over
-# MASS_DELETE_FLOOR keys): an export that came out empty or truncated must not wipe KV.
-MAX_DELETE_FRACTION: Final = 0.25
-MASS_DELETE_FLOOR: Final = 1000
 
 
 @dataclass(frozen=True)
@@ -148,14 +145,15 @@ def _plan(
         progress=lambda n: reporter.advance("planning", n),
         max_pairs=settings.publish.max_pairs,
     )
-    published = state.count_scope(settings.schema)
-    limit = max(MASS_DELETE_FLOOR, settings.max_delete_fraction * published)
-    if the_plan.counts.deleted > limit:
-        message = (
-            f"the plan deletes {the_plan.counts.deleted} of {published} published keys "
-            f"({the_plan.counts.deleted / max(published, 1):.0%}); is the input complete? "
-            f"If it is intended, rerun with --max-delete {the_plan.counts.deleted / published:.2f}"
-        )
+    message = mass_delete(
+        the_plan.counts.deleted,
+        state.count_scope(settings.schema),
+        settings.max_delete_fraction,
+        doing="the plan deletes",
+        keys="published keys",
+        question="is the input complete?",
+    )
+    if message is not None:
         reporter.warn(message)
         the_plan.counts.mass_delete = message
     return build, stats, the_plan.counts, the_plan
@@ -242,21 +240,28 @@ def _describe(exc: BaseException) -> str:
 
 @dataclass
 class GcResult:
-    """Keys of retired schemas found and deleted by ``gc``."""
+    """Segment keys listed, those of retired schemas found and deleted by ``gc``.
 
+    ``refused`` says why a dry run's deletion would be refused (a real run raises instead).
+    """
+
+    listed: int = 0
     found: int = 0
     deleted: int = 0
     failed: int = 0
     requests: int = 0
     by_schema: dict[str, int] = field(default_factory=dict)
+    refused: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "listed": self.listed,
             "found": self.found,
             "deleted": self.deleted,
             "failed": self.failed,
             "requests": self.requests,
             "by_schema": dict(sorted(self.by_schema.items())),
+            "refused": self.refused,
         }
 
 
@@ -276,26 +281,52 @@ def gc(
     keep: Iterable[str],
     state_path: Path = DEFAULT_STATE,
     identity: str,
+    served: str | None,
+    delete_served: bool = False,
+    max_delete_fraction: float = MAX_DELETE_FRACTION,
     dry_run: bool = False,
     rate_limit: int = DEFAULT_LIMIT,
     options: PublishOptions | None = None,
+    reporter: Reporter | None = None,
 ) -> GcResult:
-    """Delete every ``seg:`` key whose schema is not in ``keep`` (list by prefix + bulk delete)."""
+    """Delete every ``seg:`` key whose schema is not in ``keep`` (list by prefix + bulk delete).
+
+    ``served`` is the schema the Worker reads (``SEGMENT_SCHEMA``; ``None``: unknown). Its keys
+    are deleted only with ``delete_served``, and, as for ``run``, no more than
+    ``max_delete_fraction`` of the segment keys listed (over 1,000 of them). A refusal raises
+    :class:`~builder.errors.ConfigError` or :class:`~builder.errors.MassDeleteError` before
+    anything is deleted; a dry run reports it in ``refused`` and as a warning instead.
+    """
+    reporter = reporter or Silent()
     kept = set(keep)
     bad = [s for s in kept if not valid_schema(s)]
     if not kept or bad:
         raise ConfigError(f"--keep needs schema versions like v4, got {sorted(bad) or 'none'}")
-    retrier = Retrier(SlidingWindowLimiter(rate_limit), options or PublishOptions())
+    if served is None and not delete_served:
+        raise ConfigError(
+            "cannot tell which segment schema the Worker reads: name its wrangler.toml "
+            "(--wrangler), or pass --delete-served-schema to delete whatever --keep leaves"
+        )
+    retrier = Retrier(
+        SlidingWindowLimiter(rate_limit), options or PublishOptions(), on_wait=reporter.waiting
+    )
     result = GcResult()
     with RunLock(State.lock_path(state_path)), State(state_path) as state:
         state.bind(identity)
         doomed = []
         for name in _list_all(kv, retrier, SEGMENT_PREFIX):
             schema = segment_key_schema(name)
+            result.listed += schema is not None
             if schema is not None and schema not in kept:
                 doomed.append(name)
                 result.by_schema[schema] = result.by_schema.get(schema, 0) + 1
         result.found = len(doomed)
+        refusal = _gc_refusal(result, served, delete_served, max_delete_fraction)
+        if refusal is not None:
+            if not dry_run:
+                raise refusal
+            result.refused = str(refusal)
+            reporter.warn(result.refused)
         if not dry_run:
             known = set(state.keys(SEGMENT_PREFIX + "*"))
             for chunk in batches(doomed, MAX_BULK_PAIRS):
@@ -308,6 +339,27 @@ def gc(
                 result.failed += len(failed)
     result.requests = retrier.requests
     return result
+
+
+def _gc_refusal(
+    found: GcResult, served: str | None, delete_served: bool, fraction: float
+) -> BuilderError | None:
+    """Why ``gc`` must not delete what it found (the served schema first), or ``None``."""
+    if served in found.by_schema and not delete_served:
+        return ConfigError(
+            f"gc would delete the {found.by_schema[served]} segment keys of {served}, the "
+            f"schema the Worker reads (SEGMENT_SCHEMA in wrangler.toml); switch the Worker "
+            f"first (docs/operations.md), or pass --delete-served-schema"
+        )
+    message = mass_delete(
+        found.found,
+        found.listed,
+        fraction,
+        doing="gc would delete",
+        keys="segment keys",
+        question="is --keep right?",
+    )
+    return None if message is None else MassDeleteError(message)
 
 
 def publish_shell(

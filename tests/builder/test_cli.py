@@ -28,6 +28,14 @@ if TYPE_CHECKING:
     from builder.sample import SampleFiles
 
 
+def wrangler_toml(tmp_path: Path, schema: str | None) -> str:
+    """A wrangler.toml for the fake namespace whose Worker reads ``schema`` (None: unset)."""
+    path = tmp_path / f"wrangler-{schema}.toml"
+    var = "" if schema is None else f'SEGMENT_SCHEMA = "{schema}"\n'
+    path.write_text(f'[[kv_namespaces]]\nbinding = "EDGESHELF_KV"\nid = "ns0123"\n\n[vars]\n{var}')
+    return str(path)
+
+
 def invoke(fake: FakeKV | None, *args: str) -> Result:
     obj = {"transport": fake.transport()} if fake is not None else {}
     return CliRunner().invoke(main, list(args), obj=obj, catch_exceptions=False)
@@ -247,7 +255,7 @@ def test_interrupted_run_exits_130_and_is_recorded_incomplete(
 
 @pytest.mark.usefixtures("cf_env")
 def test_schema_roll_forward_then_gc(
-    fake: FakeKV, small_sample: SampleFiles, state_path: Path
+    fake: FakeKV, small_sample: SampleFiles, state_path: Path, tmp_path: Path
 ) -> None:
     """``run --schema v4`` adds v4 beside v3; ``gc --keep v4`` then removes every v3 key."""
     assert invoke(fake, "run", *run_args(small_sample, state_path)).exit_code == 0
@@ -256,8 +264,19 @@ def test_schema_roll_forward_then_gc(
     v4 = {k for k in fake.store if k.endswith(":v4")}
     assert len(v3) == len(v4) > 5
     fake.store["seg:weird"] = "not a segment key: gc leaves it"
-    result = invoke(fake, "gc", "--keep", "v4", "--state", str(state_path), "--json")
-    assert result.exit_code == 0
+    # The Worker still reads v3 (the repository's wrangler.toml): gc refuses to delete it.
+    refused = invoke(fake, "gc", "--keep", "v4", "--state", str(state_path))
+    assert refused.exit_code == 2
+    assert "the schema the Worker reads (SEGMENT_SCHEMA in wrangler.toml)" in refused.stderr
+    assert "--delete-served-schema" in refused.stderr
+    assert v3 <= set(fake.store)
+    assert fake.count("POST bulk/delete") == 0
+    # Once the Worker reads v4, gc deletes v3.
+    switched = wrangler_toml(tmp_path, "v4")
+    result = invoke(
+        fake, "gc", "--keep", "v4", "--state", str(state_path), "--wrangler", switched, "--json"
+    )
+    assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["deleted"] == len(v3)
     assert not any(k.endswith(":v3") for k in fake.store)
     assert v4 <= set(fake.store)
@@ -394,6 +413,10 @@ def test_truncated_input_cannot_wipe_kv(fake: FakeKV, tmp_path: Path) -> None:
     assert "is the input complete?" in refused.stderr
     assert fake.store == before
     assert "mass_delete" in invoke(None, "plan", *cut, "--json").stdout
+    hint = re.search(r"rerun with --max-delete (\d\.\d\d)$", refused.stderr.strip())
+    assert hint is not None, refused.stderr
+    hinted = json.loads(invoke(None, "plan", *cut, "--max-delete", hint.group(1), "--json").stdout)
+    assert hinted["plan"]["mass_delete"] is None  # the value printed is one that passes
     allowed = invoke(fake, "run", *cut, "--max-delete", "1")
     assert allowed.exit_code == 0
     assert len(fake.store) < 100
