@@ -297,7 +297,7 @@ def _reporter(as_json: bool) -> AbstractContextManager[Any]:
 
 
 class _LineReporter(Silent):
-    """For cron logs and ``--json``: phases and warnings as plain lines on stderr."""
+    """For cron logs and ``--json``: phases, warnings and 429 waits as plain lines on stderr."""
 
     def __init__(self, console: Console) -> None:
         super().__init__()
@@ -506,10 +506,13 @@ def status(state: Path, as_json: bool) -> None:
             if last:
                 pub = last.get("publish") or {}
                 written = pub.get("written", {}).get("total")
+                # Runs recorded before "unconfirmed" existed have none to show.
+                unconfirmed = last.get("unconfirmed")
                 click.echo(
                     f"last run: schema {last.get('schema')}, finished_at {last.get('finished_at')}"
                     f", {'complete' if last.get('complete') else 'INCOMPLETE'}, written {written}"
-                    f", failed {pub.get('failed')}, unconfirmed {last.get('unconfirmed')}"
+                    f", failed {pub.get('failed')}"
+                    + ("" if unconfirmed is None else f", unconfirmed {unconfirmed}")
                 )
                 if last.get("error"):
                     click.echo(f"  stopped by: {last['error']}")

@@ -27,7 +27,8 @@ __all__ = ["API_BLOCK", "API_LIMIT", "API_WINDOW", "DEFAULT_LIMIT", "SlidingWind
 API_LIMIT: Final = 1200
 API_WINDOW: Final = 300.0
 # How long Cloudflare refuses a token's requests once it went over the limit, when a 429 does
-# not say (developers.cloudflare.com/fundamentals/api/reference/limits: "for the next 5 minutes").
+# not say: "all API calls for the next five minutes will be blocked"
+# (developers.cloudflare.com/fundamentals/api/reference/limits).
 API_BLOCK: Final = 300.0
 DEFAULT_LIMIT: Final = 1100
 
