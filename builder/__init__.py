@@ -8,7 +8,8 @@ A library of small modules with a command line on top (``edgeshelf-builder``, :m
 - :mod:`builder.plan` diffs the result against :mod:`builder.state`;
 - :mod:`builder.publish` sends the plan through :mod:`builder.cloudflare` under
   :mod:`builder.limiter`;
-- :mod:`builder.jobs` ties them into ``plan``, ``run``, ``gc``, ``publish_shell``, ``status``.
+- :mod:`builder.jobs` ties them into ``plan``, ``run``, ``gc``, ``publish_shell``, ``status``,
+  reporting through :mod:`builder.reporting`.
 
 Keys and payloads come from :mod:`edgeshelf.schema`, shared with the Worker.
 """

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,11 +34,13 @@ from rich.text import Text
 
 from builder import jobs
 from builder.cloudflare import KVClient, make_http_client
-from builder.config import Target, load_target
+from builder.config import Target, load_target, served_schema
 from builder.errors import BuilderError, PublishIncompleteError
+from builder.guards import MAX_DELETE_FRACTION
 from builder.limiter import DEFAULT_LIMIT
 from builder.publish import PublishOptions
 from builder.ranking import MIN_SEGMENT_SIZE, RankingOptions
+from builder.reporting import Silent
 from builder.sample import write_sample
 from builder.state import DEFAULT_STATE
 
@@ -51,6 +55,16 @@ _PHASE_LABELS = {
     "profiles": "writing profiles",
     "deletes": "deleting stale keys",
 }
+
+
+def _waiting_text(until: float) -> str:
+    """What the run says while a 429 holds every request (local time; cron logs say which)."""
+    when = datetime.fromtimestamp(until).astimezone()
+    left = max(0.0, until - time.time())
+    return (
+        f"rate limited by Cloudflare (HTTP 429): every request waits until "
+        f"{when:%H:%M:%S %Z} ({left:.0f} s)"
+    )
 
 
 class _RichReporter:
@@ -68,6 +82,7 @@ class _RichReporter:
             transient=False,
         )
         self.tasks: dict[str, TaskID] = {}
+        self.paused_until = 0.0
 
     def __enter__(self) -> _RichReporter:
         self.progress.start()
@@ -83,8 +98,26 @@ class _RichReporter:
         self.tasks[phase] = self.progress.add_task(_PHASE_LABELS.get(phase, phase), total=total)
 
     def advance(self, phase: str, n: int) -> None:
+        if self.paused_until and time.time() >= self.paused_until:
+            self.paused_until = 0.0
+            self._describe("")
         if phase in self.tasks:
             self.progress.advance(self.tasks[phase], n)
+
+    def waiting(self, until: float) -> None:
+        # Said once as a line (it stays on screen) and on every bar until requests resume.
+        self.paused_until = max(self.paused_until, until)
+        text = _waiting_text(self.paused_until)
+        self.console.print(Text("waiting: ", style="yellow") + Text(text), soft_wrap=True)
+        when = datetime.fromtimestamp(self.paused_until)
+        self._describe(f" — waiting (429) until {when:%H:%M:%S}")
+
+    def _describe(self, suffix: str) -> None:
+        finished = {task.id for task in self.progress.tasks if task.finished}
+        for phase, task_id in self.tasks.items():
+            if task_id not in finished:
+                label = _PHASE_LABELS.get(phase, phase) + suffix
+                self.progress.update(task_id, description=label)
 
     def warn(self, message: str) -> None:
         self.console.print(Text("warning: ", style="yellow") + Text(message), soft_wrap=True)
@@ -94,10 +127,14 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def _fail(exc: BaseException, code: int) -> None:
+def _fail(exc: BaseException, code: int, message: str | None = None) -> None:
     # Text, not markup: messages quote user input and "[[kv_namespaces]]"; no wrapping, so a
     # cron log keeps file/row/column on one greppable line.
-    _stderr().print(Text("error: ", style="red") + Text(str(exc)), soft_wrap=True)
+    console = _stderr()
+    text = str(exc) if message is None else message
+    console.print(Text("error: ", style="red") + Text(text), soft_wrap=True)
+    for note in getattr(exc, "__notes__", ()):
+        console.print(Text(str(note)), soft_wrap=True)
     sys.exit(code)
 
 
@@ -107,8 +144,8 @@ def _run_guarded(fn: Callable[[], None]) -> None:
         fn()
     except BuilderError as exc:
         _fail(exc, exc.exit_code)
-    except KeyboardInterrupt:
-        _fail(KeyboardInterrupt("interrupted; the state records what was confirmed"), 130)
+    except KeyboardInterrupt as exc:
+        _fail(exc, 130, "interrupted; the state records what was confirmed")
 
 
 def _target(
@@ -170,6 +207,15 @@ def _summary(result: jobs.RunResult) -> None:
         console.print(Text(line), soft_wrap=True)
 
 
+_max_delete = click.option(
+    "--max-delete",
+    type=click.FloatRange(0, 1),
+    default=MAX_DELETE_FRACTION,
+    show_default=True,
+    help="Refuse to delete a larger share of the published keys (over 1,000 keys).",
+)
+
+
 def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
@@ -221,13 +267,7 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Pairs per bulk request.",
         ),
-        click.option(
-            "--max-delete",
-            type=click.FloatRange(0, 1),
-            default=0.25,
-            show_default=True,
-            help="Refuse to delete a larger share of the published keys (over 1,000 keys).",
-        ),
+        _max_delete,
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
     ]
     for option in reversed(options):
@@ -256,8 +296,8 @@ def _reporter(as_json: bool) -> AbstractContextManager[Any]:
     return _RichReporter(console)
 
 
-class _LineReporter(jobs.Silent):
-    """For cron logs and ``--json``: phases and warnings as plain lines on stderr."""
+class _LineReporter(Silent):
+    """For cron logs and ``--json``: phases, warnings and 429 waits as plain lines on stderr."""
 
     def __init__(self, console: Console) -> None:
         super().__init__()
@@ -265,6 +305,9 @@ class _LineReporter(jobs.Silent):
 
     def phase(self, name: str) -> None:
         self.console.print(Text(name), soft_wrap=True)
+
+    def waiting(self, until: float) -> None:
+        self.console.print(Text(f"waiting: {_waiting_text(until)}"), soft_wrap=True)
 
     def warn(self, message: str) -> None:
         super().warn(message)
@@ -363,6 +406,12 @@ def run(ctx: click.Context, /, **kw: Any) -> None:
 @click.option("--state", type=click.Path(path_type=Path), default=DEFAULT_STATE, show_default=True)
 @click.option("--wrangler", type=click.Path(path_type=Path), default=Path("wrangler.toml"))
 @click.option("--dry-run", is_flag=True, help="List what would be deleted, delete nothing.")
+@click.option(
+    "--delete-served-schema",
+    is_flag=True,
+    help="Also delete the schema the Worker reads (SEGMENT_SCHEMA in --wrangler's file).",
+)
+@_max_delete
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def gc(
@@ -371,6 +420,8 @@ def gc(
     state: Path,
     wrangler: Path,
     dry_run: bool,
+    delete_served_schema: bool,
+    max_delete: float,
     as_json: bool,
 ) -> None:
     """Delete segment keys of every schema not kept (list by prefix + bulk delete)."""
@@ -379,7 +430,15 @@ def gc(
         target, kv, http = _target(ctx, wrangler)
         with http:
             result = jobs.gc(
-                kv, keep=keep, state_path=state, identity=target.identity, dry_run=dry_run
+                kv,
+                keep=keep,
+                state_path=state,
+                identity=target.identity,
+                served=served_schema(wrangler),
+                delete_served=delete_served_schema,
+                max_delete_fraction=max_delete,
+                dry_run=dry_run,
+                reporter=_LineReporter(_stderr()),
             )
         _emit(
             result.as_dict(),
@@ -447,11 +506,16 @@ def status(state: Path, as_json: bool) -> None:
             if last:
                 pub = last.get("publish") or {}
                 written = pub.get("written", {}).get("total")
+                # Runs recorded before "unconfirmed" existed have none to show.
+                unconfirmed = last.get("unconfirmed")
                 click.echo(
                     f"last run: schema {last.get('schema')}, finished_at {last.get('finished_at')}"
-                    f", complete {last.get('complete')}, written {written}"
+                    f", {'complete' if last.get('complete') else 'INCOMPLETE'}, written {written}"
                     f", failed {pub.get('failed')}"
+                    + ("" if unconfirmed is None else f", unconfirmed {unconfirmed}")
                 )
+                if last.get("error"):
+                    click.echo(f"  stopped by: {last['error']}")
 
         _emit(info, as_json, human)
 

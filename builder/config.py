@@ -11,9 +11,10 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from builder.errors import ConfigError
+from edgeshelf.config import load_config
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -24,6 +25,7 @@ __all__ = [
     "Target",
     "load_target",
     "namespace_from_wrangler",
+    "served_schema",
 ]
 
 DEFAULT_BASE_URL: Final = "https://api.cloudflare.com/client/v4"
@@ -46,14 +48,21 @@ class Target:
         return f"{self.base_url.rstrip('/')}/accounts/{self.account_id}/{self.namespace_id}"
 
 
-def namespace_from_wrangler(path: Path, binding: str = KV_BINDING) -> str | None:
-    """The ``id`` of the ``[[kv_namespaces]]`` entry with ``binding``, or ``None``."""
+def _wrangler(path: Path) -> dict[str, Any] | None:
+    """``wrangler.toml`` parsed, or ``None`` when there is no such file."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
+
+
+def namespace_from_wrangler(path: Path, binding: str = KV_BINDING) -> str | None:
+    """The ``id`` of the ``[[kv_namespaces]]`` entry with ``binding``, or ``None``."""
+    data = _wrangler(path)
+    if data is None:
+        return None
     entries = data.get("kv_namespaces")
     if not isinstance(entries, list):
         return None
@@ -62,6 +71,20 @@ def namespace_from_wrangler(path: Path, binding: str = KV_BINDING) -> str | None
             ns = entry.get("id")
             return ns if isinstance(ns, str) else None
     return None
+
+
+def served_schema(path: Path) -> str | None:
+    """The segment schema a Worker deployed from ``path`` reads, or ``None`` without the file.
+
+    Read by the Worker's own configuration loader, so that an unset or invalid
+    ``SEGMENT_SCHEMA`` means here what it means to the Worker (its default).
+    """
+    data = _wrangler(path)
+    if data is None:
+        return None
+    variables = data.get("vars")
+    get = variables.get if isinstance(variables, dict) else (lambda _name: None)
+    return load_config(get).schema
 
 
 def _required(env: Mapping[str, str], name: str) -> str:

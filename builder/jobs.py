@@ -11,16 +11,19 @@ import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 import duckdb
 
+from builder.batching import batches
 from builder.cloudflare import MAX_BULK_GET, MAX_BULK_PAIRS, BulkPair, KVClient
-from builder.errors import APIError, ConfigError, MassDeleteError, PayloadError
+from builder.errors import APIError, BuilderError, ConfigError, MassDeleteError, PayloadError
+from builder.guards import MAX_DELETE_FRACTION, mass_delete
 from builder.limiter import DEFAULT_LIMIT, SlidingWindowLimiter
 from builder.plan import Item, Plan, PlanCounts, build_plan, check_payload, computed_items
 from builder.publish import Publisher, PublishOptions, PublishReport, Retrier
 from builder.ranking import Build, RankingOptions, compute
+from builder.reporting import Silent
 from builder.sources import InputStats, load_inputs
 from builder.state import DEFAULT_STATE, RunLock, State
 from edgeshelf.schema import (
@@ -37,13 +40,13 @@ from edgeshelf.schema import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
+    from builder.reporting import Reporter
+
 __all__ = [
     "GcResult",
     "RemoteDiff",
-    "Reporter",
     "RunResult",
     "RunSettings",
-    "Silent",
     "gc",
     "load_build",
     "plan",
@@ -54,38 +57,6 @@ __all__ = [
 ]
 
 DUCKDB_MEMORY_LIMIT: Final = "4GB"
-# A run refuses to delete more than this share of the published keys (when that is over
-# MASS_DELETE_FLOOR keys): an export that came out empty or truncated must not wipe KV.
-MAX_DELETE_FRACTION: Final = 0.25
-MASS_DELETE_FLOOR: Final = 1000
-
-
-class Reporter(Protocol):
-    """Progress and warnings; the CLI draws them with rich."""
-
-    def phase(self, name: str) -> None: ...
-    def start(self, phase: str, total: int) -> None: ...
-    def advance(self, phase: str, n: int) -> None: ...
-    def warn(self, message: str) -> None: ...
-
-
-class Silent:
-    """A :class:`Reporter` that reports nothing (warnings are collected)."""
-
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def phase(self, name: str) -> None:
-        pass
-
-    def start(self, phase: str, total: int) -> None:
-        pass
-
-    def advance(self, phase: str, n: int) -> None:
-        pass
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
 
 
 @dataclass(frozen=True)
@@ -110,7 +81,12 @@ class RunSettings:
 
 @dataclass
 class RunResult:
-    """What ``plan`` / ``run`` did; ``report`` is None for a dry run."""
+    """What ``plan`` / ``run`` did; ``report`` is None for a dry run.
+
+    A run stopped by an exception (a 403 mid-publish, Ctrl-C) names it in ``error``; its report
+    still counts what was written before, and ``unconfirmed`` the keys of the run's scope whose
+    content in KV is unknown until the next run rewrites them.
+    """
 
     inputs: InputStats
     counts: PlanCounts
@@ -118,11 +94,13 @@ class RunResult:
     duration: float
     schema: str
     as_of: int
+    error: str | None = None
+    unconfirmed: int | None = None
 
     @property
     def complete(self) -> bool:
-        return self.report is None or (
-            self.report.failed == 0 and self.report.deferred_deletes == 0
+        return self.error is None and (
+            self.report is None or (self.report.failed == 0 and self.report.deferred_deletes == 0)
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -137,6 +115,8 @@ class RunResult:
             "plan": self.counts.as_dict(),
             "publish": None if self.report is None else self.report.as_dict(),
             "complete": self.complete,
+            "error": self.error,
+            "unconfirmed": self.unconfirmed,
             "duration": round(self.duration, 3),
         }
 
@@ -165,14 +145,15 @@ def _plan(
         progress=lambda n: reporter.advance("planning", n),
         max_pairs=settings.publish.max_pairs,
     )
-    published = state.count_scope(settings.schema)
-    limit = max(MASS_DELETE_FLOOR, settings.max_delete_fraction * published)
-    if the_plan.counts.deleted > limit:
-        message = (
-            f"the plan deletes {the_plan.counts.deleted} of {published} published keys "
-            f"({the_plan.counts.deleted / max(published, 1):.0%}); is the input complete? "
-            f"If it is intended, rerun with --max-delete {the_plan.counts.deleted / published:.2f}"
-        )
+    message = mass_delete(
+        the_plan.counts.deleted,
+        state.count_scope(settings.schema),
+        settings.max_delete_fraction,
+        doing="the plan deletes",
+        keys="published keys",
+        question="is the input complete?",
+    )
+    if message is not None:
         reporter.warn(message)
         the_plan.counts.mass_delete = message
     return build, stats, the_plan.counts, the_plan
@@ -219,35 +200,68 @@ def run(
             clock=lambda: now + (time.time() - wall),
         )
         report = PublishReport()
+        stopped: BaseException | None = None
         try:
-            report = publisher.publish(the_plan)
+            publisher.publish(the_plan, report)
+        except BaseException as exc:
+            stopped = exc
+            raise
         finally:
             result = RunResult(
-                stats, counts, report, time.monotonic() - started, settings.schema, build.as_of
+                stats,
+                counts,
+                report,
+                time.monotonic() - started,
+                settings.schema,
+                build.as_of,
+                error=None if stopped is None else _describe(stopped),
+                unconfirmed=state.count_scope(settings.schema, unconfirmed=True),
             )
             summary = result.as_dict()
             summary["finished_at"] = int(time.time())
             state.record_run(summary)
+            if stopped is not None:
+                stopped.add_note(
+                    f"the run stopped after {sum(report.written.values())} keys were written; "
+                    f"{result.unconfirmed} are unconfirmed and the next run rewrites them "
+                    "(recorded as incomplete: edgeshelf-builder status)"
+                )
     return result
+
+
+def _describe(exc: BaseException) -> str:
+    """What stopped a run, for the state file and ``status`` (messages never hold the token)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, BuilderError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass
 class GcResult:
-    """Keys of retired schemas found and deleted by ``gc``."""
+    """Segment keys listed, those of retired schemas found and deleted by ``gc``.
 
+    ``refused`` says why a dry run's deletion would be refused (a real run raises instead).
+    """
+
+    listed: int = 0
     found: int = 0
     deleted: int = 0
     failed: int = 0
     requests: int = 0
     by_schema: dict[str, int] = field(default_factory=dict)
+    refused: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "listed": self.listed,
             "found": self.found,
             "deleted": self.deleted,
             "failed": self.failed,
             "requests": self.requests,
             "by_schema": dict(sorted(self.by_schema.items())),
+            "refused": self.refused,
         }
 
 
@@ -267,30 +281,55 @@ def gc(
     keep: Iterable[str],
     state_path: Path = DEFAULT_STATE,
     identity: str,
+    served: str | None,
+    delete_served: bool = False,
+    max_delete_fraction: float = MAX_DELETE_FRACTION,
     dry_run: bool = False,
     rate_limit: int = DEFAULT_LIMIT,
     options: PublishOptions | None = None,
+    reporter: Reporter | None = None,
 ) -> GcResult:
-    """Delete every ``seg:`` key whose schema is not in ``keep`` (list by prefix + bulk delete)."""
+    """Delete every ``seg:`` key whose schema is not in ``keep`` (list by prefix + bulk delete).
+
+    ``served`` is the schema the Worker reads (``SEGMENT_SCHEMA``; ``None``: unknown). Its keys
+    are deleted only with ``delete_served``, and, as for ``run``, no more than
+    ``max_delete_fraction`` of the segment keys listed (over 1,000 of them). A refusal raises
+    :class:`~builder.errors.ConfigError` or :class:`~builder.errors.MassDeleteError` before
+    anything is deleted; a dry run reports it in ``refused`` and as a warning instead.
+    """
+    reporter = reporter or Silent()
     kept = set(keep)
     bad = [s for s in kept if not valid_schema(s)]
     if not kept or bad:
         raise ConfigError(f"--keep needs schema versions like v4, got {sorted(bad) or 'none'}")
-    retrier = Retrier(SlidingWindowLimiter(rate_limit), options or PublishOptions())
+    if served is None and not delete_served:
+        raise ConfigError(
+            "cannot tell which segment schema the Worker reads: name its wrangler.toml "
+            "(--wrangler), or pass --delete-served-schema to delete whatever --keep leaves"
+        )
+    retrier = Retrier(
+        SlidingWindowLimiter(rate_limit), options or PublishOptions(), on_wait=reporter.waiting
+    )
     result = GcResult()
     with RunLock(State.lock_path(state_path)), State(state_path) as state:
         state.bind(identity)
         doomed = []
         for name in _list_all(kv, retrier, SEGMENT_PREFIX):
             schema = segment_key_schema(name)
+            result.listed += schema is not None
             if schema is not None and schema not in kept:
                 doomed.append(name)
                 result.by_schema[schema] = result.by_schema.get(schema, 0) + 1
         result.found = len(doomed)
+        refusal = _gc_refusal(result, served, delete_served, max_delete_fraction)
+        if refusal is not None:
+            if not dry_run:
+                raise refusal
+            result.refused = str(refusal)
+            reporter.warn(result.refused)
         if not dry_run:
             known = set(state.keys(SEGMENT_PREFIX + "*"))
-            for start in range(0, len(doomed), MAX_BULK_PAIRS):
-                chunk = doomed[start : start + MAX_BULK_PAIRS]
+            for chunk in batches(doomed, MAX_BULK_PAIRS):
                 state.mark_unconfirmed([k for k in chunk if k in known])
                 done, failed, _ = retrier.bulk(
                     chunk, lambda ks: kv.bulk_delete(ks).unsuccessful_keys
@@ -300,6 +339,27 @@ def gc(
                 result.failed += len(failed)
     result.requests = retrier.requests
     return result
+
+
+def _gc_refusal(
+    found: GcResult, served: str | None, delete_served: bool, fraction: float
+) -> BuilderError | None:
+    """Why ``gc`` must not delete what it found (the served schema first), or ``None``."""
+    if served in found.by_schema and not delete_served:
+        return ConfigError(
+            f"gc would delete the {found.by_schema[served]} segment keys of {served}, the "
+            f"schema the Worker reads (SEGMENT_SCHEMA in wrangler.toml); switch the Worker "
+            f"first (docs/operations.md), or pass --delete-served-schema"
+        )
+    message = mass_delete(
+        found.found,
+        found.listed,
+        fraction,
+        doing="gc would delete",
+        keys="segment keys",
+        question="is --keep right?",
+    )
+    return None if message is None else MassDeleteError(message)
 
 
 def publish_shell(
@@ -331,7 +391,9 @@ def publish_shell(
             f"the shell must be UTF-8 HTML ({exc.reason} at byte {exc.start})"
         ) from exc
     check_payload(backup, html, MAX_SHELL_BYTES, reporter.warn)
-    retrier = Retrier(SlidingWindowLimiter(rate_limit), options or PublishOptions())
+    retrier = Retrier(
+        SlidingWindowLimiter(rate_limit), options or PublishOptions(), on_wait=reporter.waiting
+    )
     for key, value in ((backup, text), (pointer, pointer_value)):
         pair = BulkPair(key=key, value=value)
 
@@ -386,10 +448,10 @@ def remote_diff(
     retrier = Retrier(SlidingWindowLimiter(rate_limit), PublishOptions())
     diff = RemoteDiff()
     expected_keys: set[str] = set()
-    chunk: list[Item] = []
-
-    def check() -> None:
-        got = retrier.call(lambda: kv.bulk_get([i.key for i in chunk]))
+    for chunk in batches(items, MAX_BULK_GET):
+        keys = [i.key for i in chunk]
+        expected_keys.update(keys)
+        got = retrier.call(functools.partial(kv.bulk_get, keys))
         for item in chunk:
             value = got.get(item.key)
             if value is None:
@@ -397,15 +459,6 @@ def remote_diff(
             elif value != item.value:
                 diff.different.append(item.key)
         diff.checked += len(chunk)
-        chunk.clear()
-
-    for item in items:
-        expected_keys.add(item.key)
-        chunk.append(item)
-        if len(chunk) == MAX_BULK_GET:
-            check()
-    if chunk:
-        check()
     for prefix in extra_prefixes:
         for name in _list_all(kv, retrier, prefix):
             if name in expected_keys:

@@ -10,9 +10,10 @@ for ``gc``. The write/delete actions go to a temporary SQLite table, in the orde
 sent, so memory stays flat whatever the size.
 
 Writes are sent as one stream in that order -- segments, then profiles -- and batched by one
-:class:`BatchCounter` across both phases (the publisher uses the same rule), so the last, partly
-filled segment batch is topped up with profiles: :attr:`PlanCounts.write_requests` is
-``ceil(writes / max_pairs)`` unless the byte cap cuts a batch earlier.
+:class:`~builder.batching.BatchCounter` across both phases (the publisher uses the same rule),
+so the last, partly filled segment batch is topped up with profiles:
+:attr:`PlanCounts.write_requests` is ``ceil(writes / max_pairs)`` unless the byte cap cuts a
+batch earlier.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+from builder.batching import BatchCounter
 from builder.cloudflare import MAX_BULK_BYTES, MAX_BULK_PAIRS, MAX_KEY_BYTES, MAX_VALUE_BYTES
 from builder.errors import PayloadError
 from edgeshelf.schema import (
@@ -47,7 +49,6 @@ __all__ = [
     "HOT_KEY_WARN_BYTES",
     "PHASES",
     "REFRESH_FRACTION",
-    "BatchCounter",
     "Item",
     "Plan",
     "PlanCounts",
@@ -125,32 +126,6 @@ def computed_items(build: Build, schema: str) -> Iterator[Item]:
             USER_TTL,
             "profiles",
         )
-
-
-class BatchCounter:
-    """Counts the bulk requests a sequence of pairs needs (the publisher's batching rule)."""
-
-    def __init__(self, max_pairs: int = MAX_BULK_PAIRS, max_bytes: int = MAX_BULK_BYTES) -> None:
-        self.max_pairs, self.max_bytes = max_pairs, max_bytes
-        self.batches = 0
-        self._pairs = 0
-        self._bytes = 0
-
-    @staticmethod
-    def pair_bytes(key: str, value: str) -> int:
-        """An upper bound of a pair's size in the JSON body (escaping at most doubles it...)."""
-        return len(key.encode()) + len(value.encode()) * 2 + 64
-
-    def add(self, size: int) -> bool:
-        """Account one pair of ``size`` bytes; True if it starts a new batch."""
-        if self._pairs and (self._pairs >= self.max_pairs or self._bytes + size > self.max_bytes):
-            self._pairs = self._bytes = 0
-        new = self._pairs == 0
-        if new:
-            self.batches += 1
-        self._pairs += 1
-        self._bytes += size
-        return new
 
 
 @dataclass

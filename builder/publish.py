@@ -4,15 +4,17 @@
 - At most ``concurrency`` batches are in flight; a :class:`~builder.limiter.SlidingWindowLimiter`
   paces every request, retries included.
 - Retries come from stamina (exponential backoff with jitter; ``stamina.set_testing`` turns the
-  waits off in tests). A 429 waits what ``retry-after`` says instead. After a partial success
-  only ``unsuccessful_keys`` are sent again.
+  waits off in tests). A 429 instead pauses the limiter, so every request of the run, in every
+  thread, waits what ``retry-after`` says (Cloudflare's 5-minute block when it says nothing),
+  and the progress is told until when. After a partial success only ``unsuccessful_keys`` are
+  sent again.
 - The state is touched only from the calling thread: keys are marked unconfirmed before their
   batch is sent and confirmed only after Cloudflare's answer, batch by batch.
 - Writes go out as one stream, segments first, cut into batches across the phase boundary
   (the last segment batch is topped up with profiles): ``ceil(writes / max_pairs)`` write
   requests unless the byte cap cuts earlier, the count ``PlanCounts.write_requests`` predicts
-  with the same :class:`~builder.plan.BatchCounter`. No profile travels in a request before the
-  requests carrying the segments: those are all answered before the first batch of profiles
+  with the same :class:`~builder.batching.BatchCounter`. No profile travels in a request before
+  the requests carrying the segments: those are all answered before the first batch of profiles
   alone is sent, and if a key of theirs failed, no such batch is sent. (A profile sharing a
   batch with a segment whose write failed only makes its readers fall back a step, which the
   Worker handles.)
@@ -28,50 +30,36 @@ import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import stamina
 
+from builder.batching import batches, pair_size
 from builder.cloudflare import MAX_BULK_BYTES, MAX_BULK_PAIRS, BulkPair, KVClient
 from builder.errors import PartialWriteError, RateLimitedError, RetryableAPIError
-from builder.limiter import SlidingWindowLimiter
-from builder.plan import PHASES, BatchCounter, Plan
+from builder.limiter import API_BLOCK, SlidingWindowLimiter
+from builder.plan import PHASES, Plan
+from builder.reporting import Silent
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
 
+    from builder.reporting import Progress
     from builder.state import State
 
 __all__ = [
     "MAX_RETRY_AFTER",
-    "Progress",
     "PublishOptions",
     "PublishReport",
     "Publisher",
     "Retrier",
     "backoff_hook",
-    "batches",
+    "rate_limit_pause",
 ]
 
 T = TypeVar("T")
-_Row = TypeVar("_Row", bound="tuple[str, str, *tuple[object, ...]]")
 _Put = tuple[str, str, int, bytes, str]  # key, value, ttl, hash, phase: Plan.writes()
 MAX_RETRY_AFTER: Final = 330.0
-
-
-class Progress(Protocol):
-    """What the publisher reports; the CLI draws it with rich, the library default is silent."""
-
-    def start(self, phase: str, total: int) -> None: ...
-    def advance(self, phase: str, n: int) -> None: ...
-
-
-class _Silent:
-    def start(self, phase: str, total: int) -> None:
-        pass
-
-    def advance(self, phase: str, n: int) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -112,19 +100,39 @@ class PublishReport:
         }
 
 
+def rate_limit_pause(exc: RateLimitedError) -> float:
+    """Seconds every request must wait after ``exc``: its ``retry-after`` (capped against a
+    nonsensical header), or Cloudflare's documented block when it has none."""
+    if exc.retry_after is None:
+        return API_BLOCK
+    return min(exc.retry_after, MAX_RETRY_AFTER)
+
+
 def backoff_hook(exc: Exception) -> bool | float:
-    """stamina's ``on=``: retry what is retryable; after a 429 wait what ``retry-after`` says."""
-    if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
-        return min(exc.retry_after, MAX_RETRY_AFTER)
+    """stamina's ``on=``: retry what is retryable; a 429 at once, because the limiter's pause
+    (:meth:`Retrier.call`) already holds the retry, with every other request, until the block
+    is over."""
+    if isinstance(exc, RateLimitedError):
+        return 0.0
     return isinstance(exc, RetryableAPIError)
 
 
 class Retrier:
-    """Runs one-request callables under the limiter with stamina retries, counting requests."""
+    """Runs one-request callables under the limiter with stamina retries, counting requests.
 
-    def __init__(self, limiter: SlidingWindowLimiter, options: PublishOptions) -> None:
+    ``on_wait`` is told when a 429 pauses the limiter, with the epoch time the pause ends.
+    """
+
+    def __init__(
+        self,
+        limiter: SlidingWindowLimiter,
+        options: PublishOptions,
+        *,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> None:
         self.limiter = limiter
         self.options = options
+        self.on_wait = on_wait
         self._lock = threading.Lock()
         self.requests = 0
         self.retries = 0
@@ -145,8 +153,17 @@ class Retrier:
                     self.requests += 1
                     if attempt.num > 1:
                         self.retries += 1
-                return fn()
+                try:
+                    return fn()
+                except RateLimitedError as exc:
+                    self._rate_limited(exc)
+                    raise
         raise AssertionError("stamina stopped without raising")  # pragma: no cover
+
+    def _rate_limited(self, exc: RateLimitedError) -> None:
+        seconds = rate_limit_pause(exc)
+        if self.limiter.pause(seconds) and self.on_wait is not None:
+            self.on_wait(time.time() + seconds)
 
     def bulk(
         self, keys: Sequence[str], send: Callable[[list[str]], list[str]]
@@ -173,19 +190,6 @@ class Retrier:
         return confirmed, [], None
 
 
-def batches(rows: Iterable[_Row], max_pairs: int, max_bytes: int) -> Iterator[list[_Row]]:
-    """Group ``(key, value, ...)`` rows in order by :class:`~builder.plan.BatchCounter`'s rule."""
-    counter = BatchCounter(max_pairs=max_pairs, max_bytes=max_bytes)
-    batch: list[_Row] = []
-    for row in rows:
-        if counter.add(BatchCounter.pair_bytes(row[0], row[1])) and batch:
-            yield batch
-            batch = []
-        batch.append(row)
-    if batch:
-        yield batch
-
-
 @dataclass
 class _Outcome:
     confirmed: list[str]
@@ -210,8 +214,10 @@ class Publisher:
         self.kv = kv
         self.state = state
         self.options = options or PublishOptions()
-        self.retrier = Retrier(limiter or SlidingWindowLimiter(), self.options)
-        self.progress: Progress = progress or _Silent()
+        self.progress: Progress = progress or Silent()
+        self.retrier = Retrier(
+            limiter or SlidingWindowLimiter(), self.options, on_wait=self.progress.waiting
+        )
         self.clock = clock
 
     # --- one batch, in a worker thread -----------------------------------------------------
@@ -277,9 +283,13 @@ class Publisher:
         if fatal is not None:
             raise fatal
 
-    def publish(self, plan: Plan) -> PublishReport:
-        """Write the puts (segments first, in shared batches), then, if all succeeded, delete."""
-        report = PublishReport()
+    def publish(self, plan: Plan, report: PublishReport | None = None) -> PublishReport:
+        """Write the puts (segments first, in shared batches), then, if all succeeded, delete.
+
+        ``report`` (a new one by default) is filled in as Cloudflare answers, so when a fatal
+        error propagates, the caller's report still says what was written before it.
+        """
+        report = PublishReport() if report is None else report
         opt = self.options
         try:
             for phase in PHASES:
@@ -295,7 +305,7 @@ class Publisher:
                 for phase, n in Counter(row[4] for row in job).items():
                     self.progress.advance(phase, n)
 
-            stream = batches(plan.writes(), opt.max_pairs, opt.max_bytes)
+            stream = batches(plan.writes(), opt.max_pairs, opt.max_bytes, size=pair_size)
             held: list[list[_Put]] = []
 
             def with_segments() -> Iterator[list[_Put]]:
@@ -326,7 +336,7 @@ class Publisher:
                 self.progress.advance("deletes", len(job))
 
             self._dispatch(
-                _chunks(plan.deletes(), opt.max_pairs),
+                batches(plan.deletes(), opt.max_pairs),
                 list,
                 self._delete,
                 record_delete,
@@ -336,14 +346,3 @@ class Publisher:
         finally:
             report.requests = self.retrier.requests
             report.retries = self.retrier.retries
-
-
-def _chunks(keys: Iterable[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for key in keys:
-        chunk.append(key)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

@@ -147,11 +147,15 @@ class State:
         while rows := cur.fetchmany(10_000):
             yield from rows
 
-    def count_scope(self, schema: str) -> int:
-        """Published profile keys plus segment keys of ``schema`` (what a run may delete)."""
+    def count_scope(self, schema: str, *, unconfirmed: bool = False) -> int:
+        """Published profile keys plus segment keys of ``schema`` (what a run may delete).
+
+        With ``unconfirmed``, only those whose content in KV is unknown (sent, not confirmed).
+        """
         row = self.db.execute(
-            "SELECT count(*) FROM published WHERE key GLOB 'u:*' OR key GLOB ?",
-            (f"seg:*:{schema}",),
+            "SELECT count(*) FROM published WHERE (key GLOB 'u:*' OR key GLOB ?1) "
+            "AND (NOT ?2 OR hash IS NULL)",
+            (f"seg:*:{schema}", unconfirmed),
         ).fetchone()
         return int(row[0]) if row else 0
 

@@ -99,6 +99,7 @@ const BUILTIN_DEFAULTS = Object.freeze({
   partial_share: 0.5,
   seed: 1,
   routes: null,
+  deny_after: null,
   rate_limit: { requests: 1200, window_s: 300 },
   key_write_rate: true,
   key_write_interval_ms: 1000,
@@ -143,6 +144,10 @@ function buildConfig(input, base) {
           typeof value.window_s === "number" &&
           value.window_s > 0);
       if (!ok) throw fail("must be null/false or {requests: int > 0, window_s: number > 0}");
+    } else if (name === "deny_after") {
+      if (value !== null && (!Number.isInteger(value) || value < 0)) {
+        throw fail("must be null or a non-negative integer");
+      }
     } else if (name === "key_write_rate") {
       if (typeof value !== "boolean") throw fail("must be true or false");
     }
@@ -176,6 +181,7 @@ function newStats() {
       partial_pairs: 0,
       rate_limited: 0,
       key_write_limited: 0,
+      denied: 0,
     },
     writes: 0,
     pairs_written: 0,
@@ -190,6 +196,7 @@ const state = {
   rng: null,
   stats: newStats(),
   window: null, // {start: ms, count}
+  allowed: 0, // requests let through while deny_after is set (since the knobs were set)
   keyWrites: new Map(), // "<ns>\u0000<key>" -> ms of the last write
 };
 
@@ -208,6 +215,7 @@ function resetState() {
   state.rng = mulberry32(state.config.seed);
   state.stats = newStats();
   state.window = null;
+  state.allowed = 0;
   state.keyWrites.clear();
 }
 
@@ -853,6 +861,20 @@ function authenticate(request, env) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** deny_after: the token "revoked" mid-run; every request past the first N answers 403. */
+function denyAfter(route, note) {
+  const limit = state.config.deny_after;
+  const { routes } = state.config;
+  if (limit === null || (routes && !routes.includes(route))) return;
+  if (state.allowed < limit) {
+    state.allowed++;
+    return;
+  }
+  state.stats.faults.denied++;
+  note.faults.push("403");
+  throw new ApiError(403, CODE.authentication, "Authentication error");
+}
+
 async function handleApi(request, env, url, now, note) {
   const method = request.method.toUpperCase();
   const match = matchRoute(method, url.pathname);
@@ -865,6 +887,7 @@ async function handleApi(request, env, url, now, note) {
   if (!match.allowed.includes(method)) {
     throw new ApiError(405, CODE.methodNotAllowed, `Method ${method} not allowed for this endpoint`);
   }
+  denyAfter(route, note);
   checkTokenWindow(now);
   note.rateHeaders = rateHeaders(now);
   if (match.account !== env.CF_ACCOUNT_ID) {
@@ -969,6 +992,7 @@ async function handleControl(request, env, url) {
     state.config = buildConfig(body, state.defaults);
     state.rng = mulberry32(state.config.seed);
     state.window = null; // a new rate_limit setting starts a fresh window
+    state.allowed = 0; // and deny_after counts from now
     return Response.json({ ok: true, config: state.config });
   }
   throw new ApiError(404, CODE.noRoute, "No route for that URI");

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from builder.jobs import RunSettings, Silent, load_build, remote_diff
+from builder.jobs import RunSettings, load_build, remote_diff
 from builder.plan import computed_items
 from builder.ranking import RankingOptions
+from builder.reporting import Silent
 
 if TYPE_CHECKING:
     from pathlib import Path

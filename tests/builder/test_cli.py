@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import socket
 import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from click.testing import CliRunner, Result
+from rich.console import Console
 
-from builder.cli import main
+from builder.cli import _RichReporter, main
 from builder.sample import write_sample
 from builder.state import RunLock, State
 from edgeshelf.schema import decode_shell_pointer
@@ -20,7 +23,17 @@ from tests.builder.fakekv import TOKEN, FakeKV
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import httpx
+
     from builder.sample import SampleFiles
+
+
+def wrangler_toml(tmp_path: Path, schema: str | None) -> str:
+    """A wrangler.toml for the fake namespace whose Worker reads ``schema`` (None: unset)."""
+    path = tmp_path / f"wrangler-{schema}.toml"
+    var = "" if schema is None else f'SEGMENT_SCHEMA = "{schema}"\n'
+    path.write_text(f'[[kv_namespaces]]\nbinding = "EDGESHELF_KV"\nid = "ns0123"\n\n[vars]\n{var}')
+    return str(path)
 
 
 def invoke(fake: FakeKV | None, *args: str) -> Result:
@@ -160,6 +173,47 @@ def test_token_never_appears_in_output(
 
 
 @pytest.mark.usefixtures("cf_env")
+def test_a_429_is_reported_as_waiting_until_a_time(
+    fake: FakeKV, small_sample: SampleFiles, state_path: Path
+) -> None:
+    """A 429 (retry-after: 1) prints that every request waits and until when; the run completes."""
+    fake.fault("PUT bulk", 429, headers={"retry-after": "1"})
+    started = time.monotonic()
+    result = invoke(fake, "run", *run_args(small_sample, state_path), "--json")
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started >= 1.0
+    line = next(x for x in result.stderr.splitlines() if x.startswith("waiting: "))
+    assert re.fullmatch(
+        r"waiting: rate limited by Cloudflare \(HTTP 429\): every request waits until "
+        r"\d\d:\d\d:\d\d \S+ \([01] s\)",
+        line,
+    ), line
+    assert json.loads(result.stdout)["complete"] is True
+
+
+def test_progress_bars_say_they_wait_until_the_pause_ends() -> None:
+    """On a terminal every unfinished bar says it waits (429) until when, and drops it after."""
+    out = io.StringIO()
+    reporter = _RichReporter(Console(file=out, force_terminal=True, width=200))
+    reporter.start("segments", 3)
+    reporter.start("profiles", 10)
+    reporter.advance("segments", 3)
+    reporter.waiting(time.time() + 0.3)
+    labels = {t.description for t in reporter.progress.tasks}
+    assert any(
+        re.fullmatch(r"writing profiles — waiting \(429\) until \d\d:\d\d:\d\d", x) for x in labels
+    )
+    assert "writing segments" in labels  # a finished bar is left alone
+    assert "every request waits until" in out.getvalue()
+    time.sleep(0.35)
+    reporter.advance("profiles", 5)
+    assert {t.description for t in reporter.progress.tasks} == {
+        "writing segments",
+        "writing profiles",
+    }
+
+
+@pytest.mark.usefixtures("cf_env")
 def test_api_refusal_exits_5(fake: FakeKV, small_sample: SampleFiles, state_path: Path) -> None:
     """A 403 from Cloudflare exits 5 with the API's error."""
     fake.fault("PUT bulk", 403)
@@ -169,8 +223,39 @@ def test_api_refusal_exits_5(fake: FakeKV, small_sample: SampleFiles, state_path
 
 
 @pytest.mark.usefixtures("cf_env")
+def test_interrupted_run_exits_130_and_is_recorded_incomplete(
+    fake: FakeKV, small_sample: SampleFiles, state_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during the second batch exits 130; status shows an incomplete run and its counts."""
+    original = fake._bulk_put
+    calls = 0
+
+    def interrupted(request: httpx.Request, rest: str) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+        return original(request, rest)
+
+    monkeypatch.setattr(fake, "_bulk_put", interrupted)
+    args = run_args(small_sample, state_path, "--batch-size", "100", "--concurrency", "1")
+    result = invoke(fake, "run", *args)
+    assert result.exit_code == 130
+    assert "interrupted; the state records what was confirmed" in result.stderr
+    assert "the run stopped after 100 keys were written; 100 are unconfirmed" in result.stderr
+    info = json.loads(invoke(None, "status", "--state", str(state_path), "--json").stdout)
+    last = info["last_run"]
+    assert (last["complete"], last["error"]) == (False, "interrupted")
+    assert last["publish"]["written"]["total"] == len(fake.store) == 100
+    assert last["unconfirmed"] == info["keys"]["unconfirmed"] == 100
+    human = invoke(None, "status", "--state", str(state_path)).stdout
+    assert "INCOMPLETE, written 100" in human
+    assert "stopped by: interrupted" in human
+
+
+@pytest.mark.usefixtures("cf_env")
 def test_schema_roll_forward_then_gc(
-    fake: FakeKV, small_sample: SampleFiles, state_path: Path
+    fake: FakeKV, small_sample: SampleFiles, state_path: Path, tmp_path: Path
 ) -> None:
     """``run --schema v4`` adds v4 beside v3; ``gc --keep v4`` then removes every v3 key."""
     assert invoke(fake, "run", *run_args(small_sample, state_path)).exit_code == 0
@@ -179,8 +264,19 @@ def test_schema_roll_forward_then_gc(
     v4 = {k for k in fake.store if k.endswith(":v4")}
     assert len(v3) == len(v4) > 5
     fake.store["seg:weird"] = "not a segment key: gc leaves it"
-    result = invoke(fake, "gc", "--keep", "v4", "--state", str(state_path), "--json")
-    assert result.exit_code == 0
+    # The Worker still reads v3 (the repository's wrangler.toml): gc refuses to delete it.
+    refused = invoke(fake, "gc", "--keep", "v4", "--state", str(state_path))
+    assert refused.exit_code == 2
+    assert "the schema the Worker reads (SEGMENT_SCHEMA in wrangler.toml)" in refused.stderr
+    assert "--delete-served-schema" in refused.stderr
+    assert v3 <= set(fake.store)
+    assert fake.count("POST bulk/delete") == 0
+    # Once the Worker reads v4, gc deletes v3.
+    switched = wrangler_toml(tmp_path, "v4")
+    result = invoke(
+        fake, "gc", "--keep", "v4", "--state", str(state_path), "--wrangler", switched, "--json"
+    )
+    assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["deleted"] == len(v3)
     assert not any(k.endswith(":v3") for k in fake.store)
     assert v4 <= set(fake.store)
@@ -317,6 +413,10 @@ def test_truncated_input_cannot_wipe_kv(fake: FakeKV, tmp_path: Path) -> None:
     assert "is the input complete?" in refused.stderr
     assert fake.store == before
     assert "mass_delete" in invoke(None, "plan", *cut, "--json").stdout
+    hint = re.search(r"rerun with --max-delete (\d\.\d\d)$", refused.stderr.strip())
+    assert hint is not None, refused.stderr
+    hinted = json.loads(invoke(None, "plan", *cut, "--max-delete", hint.group(1), "--json").stdout)
+    assert hinted["plan"]["mass_delete"] is None  # the value printed is one that passes
     allowed = invoke(fake, "run", *cut, "--max-delete", "1")
     assert allowed.exit_code == 0
     assert len(fake.store) < 100

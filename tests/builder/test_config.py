@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.config import DEFAULT_BASE_URL, load_target, namespace_from_wrangler
+from builder.config import DEFAULT_BASE_URL, load_target, namespace_from_wrangler, served_schema
 from builder.errors import ConfigError
 from tests.builder.fakekv import TOKEN
 
@@ -71,3 +71,18 @@ def test_token_is_not_in_repr(tmp_path: Path) -> None:
     target = load_target(FULL, wrangler=tmp_path / "w.toml")
     assert TOKEN not in repr(target)
     assert TOKEN not in target.identity
+
+
+@pytest.mark.parametrize(
+    ("vars_block", "expected"),
+    [('[vars]\nSEGMENT_SCHEMA = "v9"\n', "v9"), ("[vars]\n", "v3"), ("", "v3"),
+     ('[vars]\nSEGMENT_SCHEMA = "v 9"\n', "v3")],
+)  # fmt: skip
+def test_served_schema_reads_segment_schema_as_the_worker_does(
+    tmp_path: Path, vars_block: str, expected: str
+) -> None:
+    """SEGMENT_SCHEMA from [vars]; unset or invalid, the Worker's own default (v3)."""
+    path = tmp_path / "wrangler.toml"
+    path.write_text('name = "x"\n' + vars_block)
+    assert served_schema(path) == expected
+    assert served_schema(tmp_path / "none.toml") is None

@@ -158,3 +158,41 @@ def test_run_survives_api_faults_and_converges(
     assert_kv_equals_plan(kv, files)
     again = summary(cli(bstack, *run_args(files, state)))
     assert again["plan"]["write"]["total"] == 0
+
+
+def test_fatal_refusal_mid_publish_is_recorded_as_an_incomplete_run(
+    bstack: LocalStack, kv: KVClient, tmp_path: Path
+) -> None:
+    """A 403 after three bulk writes exits 5, and status shows an incomplete run with its counts."""
+    files = write_sample(tmp_path / "data", users=3_000, videos=300, events=30_000, seed=23)
+    state = tmp_path / "state.sqlite"
+    bstack.faults(deny_after=3, routes=["bulk_put"])
+    proc = cli(bstack, *run_args(files, state, "--batch-size", "250", "--concurrency", "2"))
+    stats = bstack.api_stats()
+    bstack.reset_faults()
+    assert proc.returncode == 5, proc.stderr[-2000:]
+    assert "Authentication error" in proc.stderr
+    assert "recorded as incomplete" in proc.stderr
+    assert stats["faults"]["denied"] >= 1
+    landed = {k.name for prefix in ("u:", "seg:") for k in kv.list_keys(prefix)}
+    assert len(landed) == stats["pairs_written"] == 3 * 250
+
+    info = json.loads(cli(bstack, "status", "--state", str(state), "--json").stdout)
+    last = info["last_run"]
+    assert last["complete"] is False
+    assert "403" in last["error"]
+    assert last["publish"]["written"]["total"] == len(landed)
+    assert last["unconfirmed"] == info["keys"]["unconfirmed"] >= 250
+    assert last["publish"]["failed"] >= 250
+    with State(state) as st:
+        confirmed = {key for key, digest, _ in st.scan(["u:*", "seg:*"]) if digest is not None}
+    assert confirmed == landed
+    human = cli(bstack, "status", "--state", str(state)).stdout
+    assert "INCOMPLETE" in human
+    assert f"unconfirmed {last['unconfirmed']}" in human
+    assert bstack.token not in proc.stdout + proc.stderr + human
+
+    rerun = summary(cli(bstack, *run_args(files, state)))
+    assert rerun["complete"] is True
+    assert rerun["plan"]["write"]["unconfirmed"]["profiles"] > 0
+    assert_kv_equals_plan(kv, files)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -81,3 +82,39 @@ def test_bad_settings_are_refused() -> None:
     """A zero limit or window makes no sense."""
     with pytest.raises(ValueError, match="limit"):
         SlidingWindowLimiter(0)
+
+
+def test_a_pause_holds_every_acquirer_until_it_ends() -> None:
+    """pause(300) makes each acquire wait out the rest of it; a shorter pause does not cut it."""
+    clock = FakeClock()
+    limiter = SlidingWindowLimiter(100, 300.0, clock=clock, sleep=clock.sleep)
+    assert limiter.pause(300.0) is True
+    clock.now += 100
+    assert limiter.pause(5.0) is False  # ends earlier than the pause in force: no news
+    assert limiter.pause(200.5) is False  # half a second later: the same block, not news
+    assert limiter.delay() == pytest.approx(200.5)
+    limiter.acquire()
+    assert clock.slept == [pytest.approx(200.5)]
+    assert limiter.waited == pytest.approx(200.5)
+    limiter.acquire()  # the pause is over: no more waiting
+    assert len(clock.slept) == 1
+
+
+def test_waits_of_concurrent_threads_are_all_counted() -> None:
+    """Threads waiting on one pause at once each add exactly the time they slept to ``waited``."""
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)  # list.append is atomic: the reference sum
+        time.sleep(seconds)
+
+    limiter = SlidingWindowLimiter(100, 300.0, sleep=sleep)
+    limiter.pause(0.5)
+    threads = [threading.Thread(target=limiter.acquire) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert limiter.acquired == 8
+    assert len(slept) == 8  # each thread slept once, all at the same time
+    assert limiter.waited == pytest.approx(sum(slept))

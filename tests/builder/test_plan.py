@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from builder.batching import BatchCounter
 from builder.errors import PayloadError
-from builder.plan import HOT_KEY_WARN_BYTES, BatchCounter, Item, build_plan, check_payload
+from builder.plan import HOT_KEY_WARN_BYTES, Item, build_plan, check_payload
 from builder.publish import Publisher
 from builder.state import State
 from edgeshelf.schema import SEGMENT_TTL, USER_TTL

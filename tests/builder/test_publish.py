@@ -12,9 +12,10 @@ import httpx
 import pytest
 import stamina
 
+from builder.batching import batches, pair_size
 from builder.cloudflare import KVClient
 from builder.errors import APIError, RateLimitedError, RetryableAPIError
-from builder.limiter import SlidingWindowLimiter
+from builder.limiter import API_BLOCK, SlidingWindowLimiter
 from builder.plan import build_plan
 from builder.publish import (
     MAX_RETRY_AFTER,
@@ -22,7 +23,7 @@ from builder.publish import (
     PublishOptions,
     Retrier,
     backoff_hook,
-    batches,
+    rate_limit_pause,
 )
 from builder.state import State
 from tests.builder.fakekv import ACCOUNT, BASE, NAMESPACE, TOKEN
@@ -47,8 +48,15 @@ class Crash(BaseException):
 def test_batches_hold_at_most_max_pairs_and_max_bytes() -> None:
     """Rows are grouped in order, by pair count and by estimated JSON size."""
     rows = [(f"k{i}", "v" * 10, 60, b"") for i in range(25)]
-    assert [len(b) for b in batches(rows, 10, 10**9)] == [10, 10, 5]
-    assert [len(b) for b in batches(rows, 10_000, 3 * 90)] == [3] * 8 + [1]
+    assert [len(b) for b in batches(rows, 10, 10**9, size=pair_size)] == [10, 10, 5]
+    assert [len(b) for b in batches(rows, 10_000, 3 * 90, size=pair_size)] == [3] * 8 + [1]
+
+
+def test_batches_by_count_alone_keep_order_and_never_yield_empty() -> None:
+    """Without a size, keys are cut by count only, in order, and no input yields no batch."""
+    keys = [f"k{i}" for i in range(7)]
+    assert list(batches(keys, 3)) == [keys[0:3], keys[3:6], keys[6:]]
+    assert list(batches([], 3)) == []
 
 
 def test_large_plan_is_sent_in_bulk_requests_of_10000(
@@ -186,14 +194,80 @@ def test_crash_mid_run_then_rerun_converges_on_the_plan(
     assert (again.writes, again.deleted) == (0, 0)
 
 
-def test_backoff_hook_waits_what_retry_after_says() -> None:
-    """429 with retry-after waits that long (capped); other retryables use exponential backoff."""
-    assert backoff_hook(RateLimitedError("x", retry_after=7.0)) == 7.0
-    assert backoff_hook(RateLimitedError("x", retry_after=10_000)) == MAX_RETRY_AFTER
-    assert backoff_hook(RateLimitedError("x", retry_after=None)) is True
+def test_a_429_pauses_for_its_retry_after_or_cloudflares_block() -> None:
+    """A 429 pauses for retry-after (capped), else 5 minutes; its retry waits on that pause only."""
+    assert rate_limit_pause(RateLimitedError("x", retry_after=7.0)) == 7.0
+    assert rate_limit_pause(RateLimitedError("x", retry_after=10_000)) == MAX_RETRY_AFTER
+    assert rate_limit_pause(RateLimitedError("x", retry_after=None)) == API_BLOCK == 300.0
+    # stamina adds no backoff of its own to a 429: the limiter's pause holds the retry.
+    assert backoff_hook(RateLimitedError("x", retry_after=7.0)) == 0.0
+    assert backoff_hook(RateLimitedError("x", retry_after=None)) == 0.0
     assert backoff_hook(RetryableAPIError("x")) is True
     assert backoff_hook(APIError("x")) is False
     assert backoff_hook(ValueError("x")) is False
+
+
+class VirtualClock:
+    """Time that passes only when a thread sleeps, up to the latest wake-up asked for."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.lock = threading.Lock()
+        self.local = threading.local()
+
+    def __call__(self) -> float:
+        with self.lock:
+            self.local.read = self.now
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.now = max(self.now, self.local.read + seconds)
+
+
+@pytest.mark.parametrize(("headers", "pause"), [({}, 300.0), ({"retry-after": "7"}, 7.0)])
+def test_a_429_holds_every_thread_until_the_block_ends(
+    state_path: Path, fake: FakeKV, headers: dict[str, str], pause: float
+) -> None:
+    """After a 429 no thread sends anything before retry-after (or 5 minutes) has passed."""
+    clock = VirtualClock()
+    sent: list[tuple[float, int]] = []  # (virtual time, status) of each bulk write
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        with clock.lock:
+            arrived = clock.now
+        response = fake.handle(request)
+        with clock.lock:
+            sent.append((arrived, response.status_code))
+        return response
+
+    fake.delay = 0.01  # so that the threads' requests overlap
+    fake.fault("PUT bulk", 429, headers=headers)
+    limiter = SlidingWindowLimiter(clock=clock, sleep=clock.sleep)
+    progress = _Recorder()
+    transport = httpx.MockTransport(handle)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with (
+        httpx.Client(base_url=BASE + "/", transport=transport, headers=auth) as http,
+        State(state_path) as state,
+    ):
+        kv = KVClient(http, account_id=ACCOUNT, namespace_id=NAMESPACE)
+        plan = build_plan(state, [user(i) for i in range(60)], schema="v3", now=NOW)
+        options = PublishOptions(max_pairs=5, concurrency=3)
+        publisher = Publisher(kv, state, limiter=limiter, options=options, progress=progress)
+        started = time.time()
+        report = publisher.publish(plan)
+    assert (report.failed, report.written["profiles"], report.retries) == (0, 60, 1)
+    [(blocked_at, _)] = [(t, status) for t, status in sent if status == 429]
+    before = [t for t, status in sent if status != 429 and t < blocked_at + pause]
+    after = [t for t, status in sent if t >= blocked_at + pause]
+    assert all(t == blocked_at for t in before)
+    assert len(before) <= 2  # only what other threads had sent before the 429 came back
+    assert len(sent) == 13  # 12 batches and the retry
+    assert len(after) == 12 - len(before)  # the retry and every later batch waited
+    assert limiter.waited >= pause
+    [(_, _, until)] = [e for e in progress.events if e[0] == "waiting"]
+    assert started + pause - 1 <= until <= time.time() + pause
 
 
 def test_retry_after_is_honoured_for_real(kv: KVClient, fake: FakeKV) -> None:
@@ -324,6 +398,9 @@ class _Recorder:
 
     def advance(self, phase: str, n: int) -> None:
         self.events.append(("advance", phase, n))
+
+    def waiting(self, until: float) -> None:
+        self.events.append(("waiting", "", int(until)))
 
 
 def test_progress_and_written_counts_per_phase_in_shared_batches(

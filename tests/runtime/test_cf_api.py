@@ -774,10 +774,26 @@ def test_faults_can_target_routes(stack, kv, key_prefix):
     error_of(kv.put("bulk", json=[{"key": f"{key_prefix}x", "value": "v"}]), 429, 971)
 
 
+def test_deny_after_refuses_every_request_past_the_first_n(stack, kv, key_prefix):
+    """deny_after lets N requests of its routes through, then answers 403 as for a revoked token."""
+    stack.faults(deny_after=2, routes=["bulk_put"])
+    for i in range(2):
+        result_of(kv.put("bulk", json=[{"key": f"{key_prefix}{i}", "value": "v"}]))
+    assert kv.get(f"values/{key_prefix}0").content == b"v"  # other routes are not counted
+    for i in range(2, 4):
+        r = kv.put("bulk", json=[{"key": f"{key_prefix}{i}", "value": "v"}])
+        assert error_of(r, 403, 10000) == "Authentication error"
+    stats = stack.api_stats()
+    assert (stats["faults"]["denied"], stats["pairs_written"]) == (2, 2)
+    stack.faults(deny_after=0)  # setting the knobs again starts the count afresh
+    error_of(kv.get(f"values/{key_prefix}0"), 403, 10000)
+
+
 @pytest.mark.parametrize(
     "settings",
-    [{"rate429": 1.5}, {"typo_rate": 0.1}, {"drop_phase": "sometimes"}, {"routes": ["nope"]}, [1]],
-)
+    [{"rate429": 1.5}, {"typo_rate": 0.1}, {"drop_phase": "sometimes"}, {"routes": ["nope"]},
+     {"deny_after": -1}, [1]],
+)  # fmt: skip
 def test_bad_fault_settings_are_400(stack, settings):
     """Unknown knobs and out-of-range values are refused rather than silently ignored."""
     r = httpx.post(control(stack) + "/faults", json=settings, headers=stack.auth)
