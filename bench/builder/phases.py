@@ -25,10 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from builder.cloudflare import MAX_BULK_PAIRS
-from builder.jobs import DUCKDB_MEMORY_LIMIT
+from builder.engines import EngineSettings, open_engine
 from builder.plan import build_plan, computed_items
 from builder.ranking import MIN_SEGMENT_SIZE, RankingOptions, compute
 from builder.sources import load_inputs
@@ -89,14 +87,17 @@ def measure(
     schema: str,
     min_segment_size: int,
     profile_top: int = 0,
+    engine_name: str = "duckdb",
 ) -> dict[str, Any]:
     """Run the three phases once; their times, peak RSS, and what the plan counted."""
     clock = _Clock()
-    con = duckdb.connect(config={"memory_limit": DUCKDB_MEMORY_LIMIT})
-    stats = load_inputs(con, events=events, catalog=catalog, now=now)
+    engine = open_engine(EngineSettings(name=engine_name))
+    inputs = load_inputs(engine, events=events, catalog=catalog, now=now)
+    stats = inputs.stats
     clock.lap("read_validate")
     as_of = min(stats.max_ts if stats.max_ts is not None else now, now)
-    build = compute(con, as_of=as_of, options=RankingOptions(min_segment_size=min_segment_size))
+    options = RankingOptions(min_segment_size=min_segment_size)
+    build = compute(engine, inputs, as_of=as_of, options=options)
     clock.lap("compute")
     profiler = cProfile.Profile() if profile_top else None
     with State(state if state is not None else Path(":memory:")) as st:
@@ -113,7 +114,7 @@ def measure(
             profiler.disable()
         clock.lap("encode_plan")
         counts = plan.counts.as_dict()
-    con.close()
+    build.close()
     wall = sum(p["wall_s"] for p in clock.phases.values())
     result: dict[str, Any] = {
         "phases": clock.phases,
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schema", default="v3")
     parser.add_argument("--min-segment-size", type=int, default=MIN_SEGMENT_SIZE)
     parser.add_argument("--profile-top", type=int, default=0)
+    parser.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb")
     args = parser.parse_args(argv)
     result = measure(
         args.events,
@@ -152,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         schema=args.schema,
         min_segment_size=args.min_segment_size,
         profile_top=args.profile_top,
+        engine_name=args.engine,
     )
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")

@@ -88,7 +88,7 @@ def test_sample_run_shows_each_users_segment_in_the_shelf(
         seen_levels.add(level)
         if len(seen_levels) == 3:
             break
-    build.con.close()
+    build.close()
     assert {0, 1} <= seen_levels
 
     writes_before = bstack.api_stats()["writes"]
