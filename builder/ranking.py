@@ -141,18 +141,28 @@ class Build:
         self.engine.close()
 
 
-def _lookup(engine: Engine, name: str, values: ir.Column, fn: Callable[[object], str]) -> ir.Table:
-    """A ``raw -> norm`` table built with the schema module's own normaliser.
+def _lookups(
+    engine: Engine, prefix: str, columns: dict[str, tuple[ir.Column, Callable[[object], str]]]
+) -> dict[str, ir.Table]:
+    """A ``raw -> norm`` table per column, built with the schema module's own normalisers.
 
-    Only distinct values cross into Python, so the one definition of normalisation (shared with
-    the Worker) is used without a Python call per event.
+    Only distinct values cross into Python (all columns in one query), so the one definition of
+    normalisation (shared with the Worker) is used without a Python call per event.
     """
-    distinct = values.name("raw").as_table().distinct()
-    raws = [row["raw"] for row in engine.rows(distinct)]
-    data = pa.table(
-        {"raw": pa.array(raws, pa.string()), "norm": pa.array([fn(r) for r in raws], pa.string())}
-    )
-    return engine.small_table(name, data)
+    parts = [
+        col.name("raw").as_table().distinct().mutate(kind=ibis.literal(kind))
+        for kind, (col, _) in columns.items()
+    ]
+    found: dict[str, list[str]] = {kind: [] for kind in columns}
+    for row in engine.rows(ibis.union(*parts)):
+        found[row["kind"]].append(row["raw"])
+    out = {}
+    for kind, (_, fn) in columns.items():
+        raws = found[kind]
+        norms = [fn(r) for r in raws]
+        data = pa.table({"raw": pa.array(raws, pa.string()), "norm": pa.array(norms, pa.string())})
+        out[kind] = engine.small_table(f"edgeshelf_{prefix}_{kind}_map", data)
+    return out
 
 
 def compute(
@@ -162,8 +172,12 @@ def compute(
     opt = options or RankingOptions()
     catalog, events = inputs.catalog, inputs.events
     cat = catalog.mutate(category=catalog.category.fill_null(""), lang=catalog.lang.fill_null(""))
-    cat_map = _lookup(engine, "edgeshelf_category_map", cat.category, normalize_bucket)
-    vlang_map = _lookup(engine, "edgeshelf_video_lang_map", cat.lang, normalize_lang)
+    maps = _lookups(
+        engine,
+        "video",
+        {"category": (cat.category, normalize_bucket), "lang": (cat.lang, normalize_lang)},
+    )
+    cat_map, vlang_map = maps["category"], maps["lang"]
     videos = cat.join(cat_map, cat.category == cat_map.raw).select(
         "video_id", "lang", "published_at", category=cat_map.norm
     )
@@ -223,8 +237,15 @@ def compute(
         "user_place",
     )
     users = users.join(where, "uid")
-    country_map = _lookup(engine, "edgeshelf_country_map", users.raw_country, normalize_country)
-    lang_map = _lookup(engine, "edgeshelf_lang_map", users.raw_lang, normalize_lang)
+    maps = _lookups(
+        engine,
+        "user",
+        {
+            "country": (users.raw_country, normalize_country),
+            "lang": (users.raw_lang, normalize_lang),
+        },
+    )
+    country_map, lang_map = maps["country"], maps["lang"]
     p = users.join(country_map, users.raw_country == country_map.raw).select(
         users, country=country_map.norm
     )
@@ -327,7 +348,7 @@ def _segments(
     cols = [*_SEGMENT_KEYS, "video_id", "score", "viewers"]
     scores = ibis.union(exact.select(cols), lang.select(cols), glob.select(cols))
     scores = scores.filter(scores.viewers >= v).join(videos.select("video_id", "vlang"), "video_id")
-    shelves = _shelves(engine, _rank(scores, opt, list(_SEGMENT_KEYS)))
+    ranked = _rank(scores, opt, list(_SEGMENT_KEYS))
 
     # Language groups below K: the global scores, boosted for their language. The candidates
     # are the global top-N plus the top-N of each video language, which must contain the answer.
@@ -340,7 +361,9 @@ def _segments(
     candidates = g.filter((g.r_all < n) | (g.r_lang < n)).select("video_id", "score", "vlang")
     small = groups.filter(groups.lang_members < k).select("country", "lang").distinct()
     small_scores = small.cross_join(candidates).mutate(bucket=ibis.literal(DEFAULT_BUCKET))
-    shelves.update(_shelves(engine, _rank(small_scores, opt, list(_SEGMENT_KEYS))))
+    small_ranked = _rank(small_scores, opt, list(_SEGMENT_KEYS))
+    out = [*_SEGMENT_KEYS, "video_id", "rn"]
+    shelves = _shelves(engine, ibis.union(ranked.select(out), small_ranked.select(out)))
 
     sizes = _sizes(engine, groups, k)
     # Every segment with K members and every language default exists, even if no video reached
@@ -349,12 +372,11 @@ def _segments(
         shelves.setdefault(seg, [])
     newest = videos.order_by([videos.published_at.desc(), videos.video_id]).limit(2 * n)
     _top_up(shelves, [row["video_id"] for row in engine.rows(newest.select("video_id"))], n)
-    [count] = engine.rows(profiles.aggregate(users=profiles.count()))
     return Build(
         engine=engine,
         as_of=as_of,
         segments=dict(sorted(shelves.items())),
-        users=int(count["users"]),
+        users=sizes[GLOBAL_SEGMENT],
         segment_sizes=sizes,
         profile_table=profiles,
     )
