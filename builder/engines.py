@@ -161,6 +161,10 @@ class Engine(abc.ABC):
         """``expr`` computed once and kept (a temporary table, a persisted DataFrame)."""
 
     @abc.abstractmethod
+    def release(self, table: ir.Table) -> None:
+        """Drop a table :meth:`cache` made, once nothing reads it any more (memory, disk)."""
+
+    @abc.abstractmethod
     def small_table(self, name: str, data: pa.Table) -> ir.Table:
         """A small local table (a normalisation map) registered as ``name`` in the engine."""
 
@@ -279,6 +283,9 @@ class DuckDBEngine(Engine):
         self.con.execute(f"CREATE TEMP TABLE {name} ({cols})")
         self.con.execute(f"INSERT INTO {name} {self.compile(expr)}")
         return ibis.table(schema, name=name)
+
+    def release(self, table: ir.Table) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {table.op().name}")
 
     def small_table(self, name: str, data: pa.Table) -> ir.Table:
         self.con.register(f"{name}_arrow", data)

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Final
 import ibis
 import pyarrow as pa
 
+from builder.payloads import profile_json
 from edgeshelf.schema import (
     DEFAULT_BUCKET,
     GLOBAL_SEGMENT,
@@ -125,8 +126,9 @@ class Build:
     def profile_batches(self, chunk: int = 50_000) -> Iterator[pa.RecordBatch]:
         """Profiles in ``user_id`` order (the order of their keys), as bounded Arrow batches.
 
-        Columns: ``user_id, country, lang, bucket, recent, last_seen`` (and the engine's own
-        ``uid``, the ID in the form it sorts and joins by).
+        Columns: ``user_id, country, lang, bucket, recent, last_seen``, then the engine's own
+        ``uid`` (the ID in the form it sorts and joins by) and ``value``, the profile's payload
+        (:mod:`builder.payloads`).
         """
         return self.engine.batches(self.profile_table.order_by("uid"), chunk)
 
@@ -168,7 +170,10 @@ def _lookups(
 def compute(
     engine: Engine, inputs: Inputs, *, as_of: int, options: RankingOptions | None = None
 ) -> Build:
-    """Compute profiles and segments from the validated ``inputs`` on ``engine``."""
+    """Compute profiles and segments from the validated ``inputs`` on ``engine``.
+
+    ``inputs.events`` is released once it is aggregated: compute each ``inputs`` once.
+    """
     opt = options or RankingOptions()
     catalog, events = inputs.catalog, inputs.events
     cat = catalog.mutate(category=catalog.category.fill_null(""), lang=catalog.lang.fill_null(""))
@@ -236,6 +241,8 @@ def compute(
         ),
         "user_place",
     )
+    engine.release(inputs.events)  # everything further is per (user, video) or coarser
+    cached_users = users
     users = users.join(where, "uid")
     maps = _lookups(
         engine,
@@ -253,18 +260,29 @@ def compute(
     enough = (p.n_events >= int(opt.min_events)) & (
         p.evidence >= float(opt.min_evidence) * WEIGHT_SCALE
     )
+    profiles = p.select(
+        user_id=p.uid.cast("string"),
+        country="country",
+        lang="lang",
+        bucket=ibis.ifelse(enough, p.top, DEFAULT_BUCKET),
+        recent="recent",
+        last_seen=p.last_seen.cast("int64"),
+        uid="uid",
+    )
     profiles = engine.cache(
-        p.select(
-            user_id=p.uid.cast("string"),
-            country="country",
-            lang="lang",
-            bucket=ibis.ifelse(enough, p.top, DEFAULT_BUCKET),
-            recent="recent",
-            last_seen=p.last_seen.cast("int64"),
-            uid="uid",
+        profiles.mutate(
+            value=profile_json(
+                profiles.country,
+                profiles.lang,
+                profiles.bucket,
+                profiles.recent,
+                profiles.last_seen,
+            )
         ),
         "profiles",
     )
+    engine.release(cached_users)
+    engine.release(where)
     return _segments(engine, as_of, opt, videos, uv, profiles)
 
 
@@ -324,6 +342,7 @@ def _segments(
             score=joined.w.sum().cast("int64"), viewers=joined.count().cast("int64")
         )
     )
+    engine.release(uv)
     exact = by_group.filter(by_group.exact.notnull()).select(
         "country", "lang", "video_id", "score", "viewers", bucket="exact"
     )
@@ -364,6 +383,8 @@ def _segments(
     small_ranked = _rank(small_scores, opt, list(_SEGMENT_KEYS))
     out = [*_SEGMENT_KEYS, "video_id", "rn"]
     shelves = _shelves(engine, ibis.union(ranked.select(out), small_ranked.select(out)))
+    engine.release(by_group)
+    engine.release(everyone)
 
     sizes = _sizes(engine, groups, k)
     # Every segment with K members and every language default exists, even if no video reached

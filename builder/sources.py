@@ -293,6 +293,7 @@ def _load_events(
     checked = _run(engine, raw, lambda: engine.cache(typed, "checked"))
     rows = _check(engine, raw, checked)
     events = engine.cache(checked.select(*EVENT_COLUMNS).distinct(), "events")
+    engine.release(checked)
     return events, rows
 
 

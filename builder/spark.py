@@ -110,7 +110,7 @@ class SparkEngine(Engine):
         super().__init__()
         self.session = session
         self._owns = owns_session
-        self._cached: list[DataFrame] = []
+        self._cached: dict[str, DataFrame] = {}
         self._views: list[str] = []
 
     @classmethod
@@ -205,11 +205,22 @@ class SparkEngine(Engine):
 
     def cache(self, expr: ir.Table, prefix: str = "t") -> ir.Table:
         frame = self.session.sql(self.compile(expr)).persist(StorageLevel.MEMORY_AND_DISK)
-        self._cached.append(frame)
+        # Computed now, as on DuckDB: what it was computed from can then be released.
+        frame.count()
         name = self.fresh_name(prefix)
+        self._cached[name] = frame
         frame.createOrReplaceTempView(name)
         self._views.append(name)
         return ibis.table(expr.schema(), name=name)
+
+    def release(self, table: ir.Table) -> None:
+        name = table.op().name
+        frame = self._cached.pop(name, None)
+        if frame is not None:
+            frame.unpersist()
+        if name in self._views:
+            self._views.remove(name)
+            self.session.catalog.dropTempView(name)
 
     def small_table(self, name: str, data: pa.Table) -> ir.Table:
         frame = self.session.createDataFrame(
@@ -236,7 +247,7 @@ class SparkEngine(Engine):
             yield _batch(rows, names, schema)
 
     def close(self) -> None:
-        for frame in self._cached:
+        for frame in self._cached.values():
             frame.unpersist()
         for view in self._views:
             self.session.catalog.dropTempView(view)
