@@ -214,13 +214,11 @@ class SparkEngine(Engine):
         return ibis.table(expr.schema(), name=name)
 
     def release(self, table: ir.Table) -> None:
-        name = table.op().name
-        frame = self._cached.pop(name, None)
+        # Only the data goes: later views may name this one (Spark Connect resolves views by
+        # name again when it analyses a plan), so views are dropped with the engine.
+        frame = self._cached.pop(table.op().name, None)
         if frame is not None:
             frame.unpersist()
-        if name in self._views:
-            self._views.remove(name)
-            self.session.catalog.dropTempView(name)
 
     def small_table(self, name: str, data: pa.Table) -> ir.Table:
         frame = self.session.createDataFrame(

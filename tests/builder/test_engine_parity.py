@@ -8,7 +8,10 @@ partitions); every build on it is compared with the same build on DuckDB.
 from __future__ import annotations
 
 import csv
+import json
+import os
 import string
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -251,3 +254,29 @@ def test_empty_and_malformed_csv_headers_are_refused_alike(
         csv.writer(fh).writerows([[*EVENT_HEADER, "ts"], [UID, "v1", T0, "us", "en", 5, T0]])
     for path in (empty, twice):
         assert str(_refusal(spark_engine(), path, cat)) == str(_refusal(DuckDBEngine(), path, cat))
+
+
+@pytest.mark.slow
+def test_spark_connect_plans_what_duckdb_plans(small_sample: SampleFiles, tmp_path: Path) -> None:
+    """Through Spark Connect (SPARK_REMOTE; here a local server) the plan is DuckDB's exactly."""
+    args = [
+        "plan", "--events", str(small_sample.events), "--catalog", str(small_sample.catalog),
+        "--state", str(tmp_path / "state.sqlite"), "--min-segment-size", str(SMALL_K),
+        "--now", str(NOW), "--json",
+    ]  # fmt: skip
+    plans = {}
+    for engine, extra in (("duckdb", {}), ("spark", {"SPARK_REMOTE": "local[2]"})):
+        env = {**os.environ, "EDGESHELF_ENGINE": engine, **extra}
+        proc = subprocess.run(
+            ["uv", "run", "edgeshelf-builder", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        plans[engine] = json.loads(proc.stdout)
+    assert plans["spark"]["plan"] == plans["duckdb"]["plan"]
+    assert plans["spark"]["inputs"] == plans["duckdb"]["inputs"]
+    assert plans["spark"]["plan"]["write"]["total"] > 600
