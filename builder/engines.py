@@ -92,6 +92,8 @@ class EngineSettings:
             raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {self.name!r}")
         if self.spark_master and self.spark_remote:
             raise ConfigError("give --spark-master or SPARK_REMOTE (Spark Connect), not both")
+        if self.spark_master and self.name != "spark":
+            raise ConfigError("--spark-master needs --engine spark (or EDGESHELF_ENGINE=spark)")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> EngineSettings:

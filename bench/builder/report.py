@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # the backend must be chosen first
 
 PHASE_LABELS = {
     "read_validate": "read + validate",
-    "compute": "compute (DuckDB)",
+    "compute": "compute (engine)",
     "encode_plan": "encode + plan",
 }
 COLOURS = {"read_validate": "#8da0cb", "compute": "#66c2a5", "encode_plan": "#fc8d62"}
@@ -237,7 +237,8 @@ def _header(data: dict[str, Any]) -> list[str]:
         "",
         f"- Machine: {m['nproc']} CPUs, {m['cpu']}, {m['ram_gb']} GB RAM, {m['os']}, "
         f"Linux {m['kernel']}.",
-        f"- Versions: Python {v['python']}, DuckDB {v['duckdb']}, edgeshelf {v['edgeshelf']}, "
+        f"- Versions: Python {v['python']}, DuckDB {v['duckdb']}, Ibis {v.get('ibis')}, "
+        f"PySpark {v.get('pyspark')}, edgeshelf {v['edgeshelf']}, "
         f"httpx {v['httpx']}; local API on workerd {v.get('workerd')} "
         f"(Miniflare {v.get('miniflare')}, Node {v.get('node')}).",
         f"- Code: commit {meta['commit']}{dirty if meta['dirty'] else ''}.",
@@ -267,7 +268,12 @@ def _targets(data: dict[str, Any]) -> list[str]:
         [t["target"], t["measured"], "**met**" if t["met"] else f"**not met**{t.get('note', '')}"]
         for t in data["targets"]
     ]
-    out = ["", "## Targets (issue 6)", "", *_table(["target", "measured", "status"], rows)]
+    out = [
+        "",
+        "## Targets (issues 6 and 15)",
+        "",
+        *_table(["target", "measured", "status"], rows),
+    ]
     run = data["run"]
     plan = run["summary"]["plan"]
     made, reached = run["requests_builder"], run["api"]["requests"]
@@ -516,7 +522,7 @@ def _profile(data: dict[str, Any]) -> list[str]:
         "",
         f"One more process ran the encode + plan phase under cProfile ({_s(prof['wall_s'])} "
         f"with the profiler's overhead, {_s(timed)} without): the functions with the most own "
-        "time. Read + validate and compute are DuckDB SQL (their CPU seconds above show both "
+        "time. Read + validate and compute run in DuckDB (their CPU seconds above show both "
         "cores busy); this phase is the one in Python, once per key.",
         "",
         *_table(["function", "calls", "own s", "cumulative s"], rows),
@@ -540,7 +546,7 @@ def _profile_reading(prof: dict[str, Any], *, met: bool) -> list[str]:
         f"{top['cumulative_s']:.1f} s of {prof['wall_s']:.1f} s profiled "
         f"({top['cumulative_s'] / max(prof['wall_s'], 1e-9):.0%}), over {top['calls']:,} calls."
     )
-    if top["function"].startswith("src/edgeshelf/schema.py"):
+    if top["function"].startswith("src/edgeshelf/schema.py"):  # before the engine wrote them
         text += (
             " Payloads are encoded by `edgeshelf.schema`, the module the Worker reads them "
             "with, which validates and normalises every field again although the SQL already "
@@ -553,6 +559,121 @@ def _profile_reading(prof: dict[str, Any], *, met: bool) -> list[str]:
                 "worth more than those seconds."
             )
     return ["", text]
+
+
+def _calls_table(calls: list[dict[str, Any]], top: int = 12) -> list[str]:
+    """The engine's most expensive tables and results, as a table (largest first)."""
+    ranked = sorted(calls, key=lambda c: -c["s"])[:top]
+    return _table(
+        ["table computed / result read back", "wall"], [[c["what"], _s(c["s"])] for c in ranked]
+    )
+
+
+def _spark(data: dict[str, Any]) -> list[str]:
+    spark = data.get("spark")
+    if not spark:
+        return []
+    duck = data["plan_first"]["reps"][0]
+    rows = []
+    for phase, label in PHASE_LABELS.items():
+        d_wall = data["plan_first"]["median"]["phases_wall_s"][phase]
+        s_wall = spark["phases"][phase]["wall_s"]
+        rows.append([label, _s(d_wall), _s(s_wall), f"{s_wall / max(d_wall, 1e-9):.1f}{TIMES}"])
+    d_total, s_total = data["plan_first"]["median"]["total_s"], spark["total_s"]
+    rows.append(
+        ["**total**", f"**{_s(d_total)}**", f"**{_s(s_total)}**",
+         f"**{s_total / d_total:.1f}{TIMES}**"]
+    )  # fmt: skip
+    same = spark["plan"] == duck["plan"]
+    jvm = spark.get("jvm_rss_peak_mb")
+    profiles_out = f"result of {spark['users']:,} rows"
+    streamed = next((c for c in spark["engine_calls"] if c["what"] == profiles_out), None)
+    per_row = f"{streamed['s'] / max(spark['users'], 1) * 1e6:.0f} µs" if streamed else "n/a"
+    return [
+        "",
+        "## Spark beside DuckDB",
+        "",
+        f"The same plan phases, same data and settings, on a local Spark session "
+        f"(`--engine spark`: `local[*]` on {data['meta']['machine']['nproc']} CPUs, "
+        f"{'8'} shuffle partitions, PySpark {data['meta']['versions'].get('pyspark')}); one "
+        "run, the session's start (the JVM) excluded. The plan it made is "
+        + ("**identical** to DuckDB's" if same else "**different from** DuckDB's (a bug)")
+        + ".",
+        "",
+        *_table(["phase", "DuckDB (median)", "Spark", "Spark / DuckDB"], rows),
+        "",
+        f"Peak memory: the driver's Python process {_mb(spark['rss_peak_mb'])}, its JVM "
+        f"{_mb(jvm) if jvm else 'n/a'} (DuckDB's whole process: {_mb(duck['rss_peak_mb'])}).",
+        "",
+        "Where Spark's time goes, by the tables the engine computed and the results it read "
+        "back (each timed as it finished; Spark computes a table when it is made):",
+        "",
+        *_calls_table(spark["engine_calls"]),
+        "",
+        "**What would change on a cluster.** The tables above are shuffles and aggregations "
+        "over the events; executors split them, so they shrink with the cluster (on one "
+        "machine Spark runs the same work as DuckDB with a JVM's overhead per stage, a few "
+        "hundred ms each, which is why it is slower here). What does not shrink is the "
+        "driver's part: every profile crosses to the driver through `toLocalIterator`, one "
+        f"partition at a time ({per_row} per profile here), and the plan, the diff against "
+        "the SQLite state and the publishing run there. At millions of users that stream and "
+        "the Cloudflare API's request budget bound a run, not the cluster.",
+    ]
+
+
+def _large(data: dict[str, Any]) -> list[str]:
+    large = data.get("large")
+    if not large:
+        return []
+    first, rerun, p = large["first"], large["rerun"], large["params"]
+    rows = []
+    for phase, label in PHASE_LABELS.items():
+        rows.append(
+            [
+                label,
+                _s(first["phases"][phase]["wall_s"]),
+                _s(first["phases"][phase]["cpu_s"]),
+                _mb(first["phases"][phase]["rss_peak_mb"]),
+                _s(rerun["phases"][phase]["wall_s"]),
+            ]
+        )
+    rows.append(
+        ["**total**", f"**{_s(first['total_s'])}**", _s(first["cpu_s"]),
+         _mb(first["rss_peak_mb"]), f"**{_s(rerun['total_s'])}**"]
+    )  # fmt: skip
+    plan = first["plan"]
+    source = (
+        "reused from an earlier run (same parameters, same DuckDB)"
+        if large["reused_data"]
+        else f"generated in {_s(large['sample']['wall_s'])}"
+    )
+    return [
+        "",
+        f"## {p['users']:,} users on DuckDB",
+        "",
+        f"`sample --users {p['users']:,} --events {p['events']:,} --videos {p['videos']:,} "
+        f"--seed {data['params']['seed']}` ({large['events_bytes'] / 1e9:.1f} GB of Parquet, "
+        f"{source}). The plan phases ran once against an empty state; the plan was then "
+        "recorded in a state file as confirmed, which is what a finished run leaves (publishing "
+        f"{plan['write']['total']:,} keys through the local API first would take hours at its "
+        "speed, and measures the local API, not the builder), and the phases ran again against "
+        "it.",
+        "",
+        *_table(
+            ["phase", "empty state: wall", "CPU", "peak RSS so far", "recorded state: wall"], rows
+        ),
+        "",
+        f"{first['users']:,} profiles and {first['segments']:,} segments from "
+        f"{first['events']:,} events; {plan['write']['total']:,} keys to write "
+        f"({plan['write_bytes'] / 1e9:.2f} GB of values) in {plan['requests']['total']:,} "
+        f"bulk requests; against the recorded state {rerun['plan']['write']['total']:,} writes "
+        f"and {rerun['plan']['delete']:,} deletions. DuckDB is capped at 4 GB and spills to a "
+        "temporary directory beyond it.",
+        "",
+        "Where the time goes (the engine's tables and results, empty state):",
+        "",
+        *_calls_table(first["engine_calls"]),
+    ]
 
 
 def render(data: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -578,6 +699,8 @@ def render(data: dict[str, Any], out_dir: Path) -> list[Path]:
         *_reruns(data),
         *_memory(data),
         *_profile(data),
+        *_spark(data),
+        *_large(data),
     ]
     md = out_dir / "benchmarks-builder.md"
     md.write_text("\n".join(lines) + "\n")
