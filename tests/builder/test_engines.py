@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from click.testing import CliRunner
 
@@ -44,7 +46,7 @@ def test_an_explicit_master_wins_over_spark_remote() -> None:
         ({"name": "spark", "spark_master": "yarn", "spark_remote": "sc://x"}, "not both"),
     ],
 )
-def test_inconsistent_engine_settings_are_refused(kw: dict[str, str], needle: str) -> None:
+def test_inconsistent_engine_settings_are_refused(kw: dict[str, Any], needle: str) -> None:
     """Settings that cannot both hold are a configuration error naming the option."""
     with pytest.raises(ConfigError, match=needle):
         EngineSettings(**kw)
