@@ -63,7 +63,8 @@ __all__ = [
 
 ENGINES: Final = ("duckdb", "spark")
 DEFAULT_ENGINE: Final = "duckdb"
-DUCKDB_MEMORY_LIMIT: Final = "4GB"
+DUCKDB_MEMORY_LIMIT: Final = "3GB"
+"""DuckDB's own cap; with Python and DuckDB's allocations outside it the process stays < 4 GiB."""
 ROW: Final = "__row"
 """The row-identifier column every :meth:`Engine.read` adds."""
 
