@@ -194,7 +194,8 @@ def compute(
     videos = engine.cache(
         videos.join(vlang_map, videos.lang == vlang_map.raw).select(
             "video_id", "category", "published_at", vlang=vlang_map.norm
-        )
+        ),
+        "videos",
     )
 
     clamped = ibis.least(events.ts, as_of)
@@ -329,7 +330,8 @@ def _segments(
     groups = engine.cache(
         groups.mutate(
             lang_members=groups.members.sum().over(group_by=["country", "lang"]).cast("int64")
-        )
+        ),
+        "groups",
     )
     # Which exact segment (if any) and which language group each user's watches count towards.
     exact_bucket = ibis.ifelse(
@@ -345,7 +347,8 @@ def _segments(
     by_group = engine.cache(
         joined.group_by(["country", "lang", "exact", "big_lang", "video_id"]).aggregate(
             score=joined.w.sum().cast("int64"), viewers=joined.count().cast("int64")
-        )
+        ),
+        "group_scores",
     )
     engine.release(uv)
     exact = by_group.filter(by_group.exact.notnull()).select(
@@ -364,7 +367,8 @@ def _segments(
         by_group.group_by("video_id").aggregate(
             score=by_group.score.sum().cast("int64"),
             viewers=by_group.viewers.sum().cast("int64"),
-        )
+        ),
+        "global_scores",
     )
     glob = everyone.mutate(
         country=ibis.literal(""), lang=ibis.literal(""), bucket=ibis.literal(GLOBAL_SEGMENT)

@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT / "scripts" / "local"))
 from localstack import LocalStack  # noqa: E402  (lives in scripts/local, not a package)
 
 from bench.builder import report  # noqa: E402
+from builder.engines import DUCKDB_MEMORY_LIMIT  # noqa: E402
 
 BUILDER = Path(sys.executable).parent / "edgeshelf-builder"
 FULL = {"users": 1_000_000, "events": 10_000_000, "videos": 100_000}
@@ -534,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
             "smoke": args.smoke,
             "min_segment_size": args.min_segment_size,
             "api_rate_limit": not args.no_api_rate_limit,
+            "duckdb_memory_limit": DUCKDB_MEMORY_LIMIT,
         },
         "load": {"start": _load()},
     }

@@ -107,8 +107,12 @@ def _time_calls(engine: Engine, calls: list[dict[str, Any]]) -> None:
         for batch in batches(expr, chunk):
             rows += batch.num_rows
             yield batch
+        columns = ", ".join(expr.columns[:3]) + (", …" if len(expr.columns) > 3 else "")
         calls.append(
-            {"what": f"result of {rows:,} rows", "s": round(time.perf_counter() - started, 3)}
+            {
+                "what": f"result of {rows:,} rows ({columns})",
+                "s": round(time.perf_counter() - started, 3),
+            }
         )
 
     engine.cache = timed_cache  # type: ignore[method-assign]
@@ -125,6 +129,14 @@ def _jvm_peak_mb(engine: Engine) -> float | None:
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
     return None
+
+
+def _spark_conf(engine: Engine) -> dict[str, str]:
+    session = getattr(engine, "session", None)
+    if session is None:
+        return {}
+    keys = ("spark.master", "spark.sql.shuffle.partitions", "spark.driver.memory")
+    return {k: str(session.conf.get(k, "(default)")) for k in keys}
 
 
 def _confirm(plan: Plan, path: Path) -> None:
@@ -185,6 +197,7 @@ def measure(
         if confirm_into is not None:
             _confirm(plan, confirm_into)
     jvm_rss = _jvm_peak_mb(engine)
+    spark_conf = _spark_conf(engine)
     build.close()
     wall = sum(p["wall_s"] for p in clock.phases.values())
     result: dict[str, Any] = {
@@ -205,6 +218,7 @@ def measure(
     }
     if jvm_rss is not None:
         result["jvm_rss_peak_mb"] = jvm_rss
+        result["spark_conf"] = spark_conf
     if profiler is not None:
         result["profile_top"] = _top(profiler, profile_top)
     return result

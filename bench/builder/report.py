@@ -167,6 +167,11 @@ def _trailing(samples: list[dict[str, Any]], window: float) -> list[int]:
     return out
 
 
+def _limit_gb(data: dict[str, Any]) -> float:
+    """DuckDB's memory cap of the run, in GB (runs before it was recorded had 4 GB)."""
+    return float(str(data["params"].get("duckdb_memory_limit", "4GB")).removesuffix("GB"))
+
+
 def _plot_memory(data: dict[str, Any], path: Path) -> None:
     steps = _memory_rows(data)
     fig, ax = plt.subplots(figsize=(8, 3.4))
@@ -174,8 +179,10 @@ def _plot_memory(data: dict[str, Any], path: Path) -> None:
     ax.barh(list(ys), [s[1] / 1024 for s in steps], color="#8da0cb")
     for y, (_, mb, _) in zip(ys, steps, strict=True):
         ax.text(mb / 1024, y, f"  {mb / 1024:.2f} GB", va="center", fontsize=9)
-    ax.axvline(4, color="#999999", linestyle=":", linewidth=1)
-    ax.text(4, len(steps) - 0.7, " DuckDB memory_limit 4 GB", fontsize=8, color="#666666")
+    limit = _limit_gb(data)
+    ax.axvline(limit, color="#999999", linestyle=":", linewidth=1)
+    ax.text(limit, len(steps) - 0.7, f" DuckDB memory_limit {limit:g} GB", fontsize=8,
+            color="#666666")  # fmt: skip
     ax.set_yticks(list(ys), [s[0] for s in steps])
     ax.invert_yaxis()
     ax.set_xlim(0, max(5.0, max(s[1] for s in steps) / 1024 * 1.3))
@@ -409,8 +416,9 @@ def _memory(data: dict[str, Any]) -> list[str]:
         "",
         *_table(["step (one process each)", "peak RSS", "wall"], rows),
         "",
-        "DuckDB is capped at 4 GB (`RunSettings.memory_limit`) and spills beyond it; the diff "
-        "streams both sides in key order, so memory does not grow with the number of keys "
+        f"DuckDB is capped at {_limit_gb(data):g} GB (`RunSettings.memory_limit`) and spills "
+        "beyond it; the plan streams the profiles out of the engine in bounded batches and "
+        "diffs both sides in key order, so memory does not grow with the number of keys "
         "written.",
     ]
 
@@ -586,16 +594,18 @@ def _spark(data: dict[str, Any]) -> list[str]:
     )  # fmt: skip
     same = spark["plan"] == duck["plan"]
     jvm = spark.get("jvm_rss_peak_mb")
-    profiles_out = f"result of {spark['users']:,} rows"
-    streamed = next((c for c in spark["engine_calls"] if c["what"] == profiles_out), None)
+    profiles_out = f"result of {spark['users']:,} rows (user_id,"
+    streamed = next((c for c in spark["engine_calls"] if c["what"].startswith(profiles_out)), None)
+    conf = spark.get("spark_conf", {})
     per_row = f"{streamed['s'] / max(spark['users'], 1) * 1e6:.0f} µs" if streamed else "n/a"
     return [
         "",
         "## Spark beside DuckDB",
         "",
         f"The same plan phases, same data and settings, on a local Spark session "
-        f"(`--engine spark`: `local[*]` on {data['meta']['machine']['nproc']} CPUs, "
-        f"{'8'} shuffle partitions, PySpark {data['meta']['versions'].get('pyspark')}); one "
+        f"(`--engine spark`: `{conf.get('spark.master', 'local[*]')}` on "
+        f"{data['meta']['machine']['nproc']} CPUs, {conf.get('spark.sql.shuffle.partitions')} "
+        f"shuffle partitions, PySpark {data['meta']['versions'].get('pyspark')}); one "
         "run, the session's start (the JVM) excluded. The plan it made is "
         + ("**identical** to DuckDB's" if same else "**different from** DuckDB's (a bug)")
         + ".",
@@ -667,8 +677,8 @@ def _large(data: dict[str, Any]) -> list[str]:
         f"{first['events']:,} events; {plan['write']['total']:,} keys to write "
         f"({plan['write_bytes'] / 1e9:.2f} GB of values) in {plan['requests']['total']:,} "
         f"bulk requests; against the recorded state {rerun['plan']['write']['total']:,} writes "
-        f"and {rerun['plan']['delete']:,} deletions. DuckDB is capped at 4 GB and spills to a "
-        "temporary directory beyond it.",
+        f"and {rerun['plan']['delete']:,} deletions. DuckDB is capped at "
+        f"{_limit_gb(data):g} GB and spills to a temporary directory beyond it.",
         "",
         "Where the time goes (the engine's tables and results, empty state):",
         "",
