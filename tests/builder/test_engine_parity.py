@@ -147,7 +147,7 @@ def _data_sets(draw: st.DrawFn) -> tuple[list[list[Any]], list[list[Any]], Ranki
 
 
 @settings(
-    max_examples=5,
+    max_examples=4,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -164,7 +164,7 @@ def test_spark_run_publishes_what_duckdb_would_and_the_worker_serves_it(
     bstack: LocalStack, kv: KVClient, tmp_path: Path
 ) -> None:
     """``run --engine spark`` publishes DuckDB's exact output; the Worker serves those shelves."""
-    files = write_sample(tmp_path / "data", users=600, videos=250, events=12_000, seed=12)
+    files = write_sample(tmp_path / "data", users=400, videos=200, events=6_000, seed=12)
     state = tmp_path / "state.sqlite"
     result = summary(cli(bstack, *run_args(files, state, "--engine", "spark"), timeout=600))
     assert result["complete"] is True
