@@ -54,6 +54,9 @@ START_CONF: Final = {
 }
 LOCAL_CONF: Final = {
     "spark.ui.enabled": "false",
+    # Spark's default of 1 GB of driver heap runs out on the aggregations of a million users;
+    # in local mode the driver is the only executor.
+    "spark.driver.memory": "4g",
     # The default of 200 partitions is for clusters; on one machine it is mostly overhead.
     "spark.sql.shuffle.partitions": "8",
 }
