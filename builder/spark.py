@@ -11,7 +11,8 @@ Row numbers: Spark reads a file in parallel splits and numbers nothing, so each 
 a file are read in order). A refusal turns the first bad row's id into its row number by
 counting the rows before it, which only means something when the source is one file; for a
 table or a directory the message names the source, the column, the value and the count, and no
-row.
+row. A path without a ``.parquet``/``.csv``/``.csv.gz`` suffix is read as a directory of Parquet
+files (``s3a://lake/events/date=2026-12-02/``).
 
 Results reach the driver through ``toLocalIterator``, one partition at a time, and are handed
 on as Arrow record batches of bounded size.
@@ -126,7 +127,7 @@ class SparkEngine(Engine):
     def check_source(self, source: str) -> None:
         if _SCHEME_RE.match(source) or _is_table(source):
             return  # Spark's to find: a missing one is refused when it is read
-        if not Path(source).is_file():
+        if not (Path(source).is_file() or Path(source).is_dir()):
             raise InputError("no such file", file=source)
 
     def _frame(self, source: str) -> DataFrame:
@@ -155,10 +156,9 @@ class SparkEngine(Engine):
             return frame.withColumn(BAD_UTF8, bad)
         if _is_table(source):
             return self.session.table(source)
-        raise InputError(
-            "unsupported input: use a .parquet, .csv or .csv.gz path, or a table name",
-            file=source,
-        )
+        # A path without a file suffix: a directory (or prefix) of Parquet files, the usual
+        # layout of a lake table.
+        return self.session.read.parquet(source)
 
     def read(self, source: str) -> RawInput:
         self.check_source(source)

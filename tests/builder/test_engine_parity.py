@@ -33,6 +33,7 @@ from tests.builder.helpers import (
     UID,
     UID2,
     catalog_rows,
+    csv_to_parquet,
     write_csv,
 )
 
@@ -280,3 +281,20 @@ def test_spark_connect_plans_what_duckdb_plans(small_sample: SampleFiles, tmp_pa
     assert plans["spark"]["plan"] == plans["duckdb"]["plan"]
     assert plans["spark"]["inputs"] == plans["duckdb"]["inputs"]
     assert plans["spark"]["plan"]["write"]["total"] > 600
+
+
+def test_a_parquet_directory_is_read_and_refused_without_a_row(
+    spark_engine: Callable[[], SparkEngine], tmp_path: Path
+) -> None:
+    """A lake-style folder of Parquet files is read; a bad row is named by all but its row."""
+    good = [[UID, "v1", T0, "us", "en", 5]] * 3
+    bad = [[UID2, "v2", T0, "gb", "en", -7]]
+    folder = tmp_path / "events"
+    folder.mkdir()
+    for name, rows in (("part-0", good), ("part-1", good + bad)):
+        src = write_csv(tmp_path / f"{name}.csv", EVENT_HEADER, rows)
+        csv_to_parquet(src, folder / f"{name}.parquet")
+    cat = write_csv(tmp_path / "catalog.csv", CATALOG_HEADER, catalog_rows())
+    refused = _refusal(spark_engine(), folder, cat)
+    assert (refused.file, refused.row, refused.column) == (str(folder), None, "watch_seconds")
+    assert str(refused) == f"{folder}, column watch_seconds: negative duration: -7"
