@@ -2,9 +2,10 @@
 
 A library of small modules with a command line on top (``edgeshelf-builder``, :mod:`builder.cli`):
 
-- :mod:`builder.sources` reads and validates the inputs with DuckDB;
+- :mod:`builder.sources` validates the inputs, :mod:`builder.ranking` computes profiles,
+  segments and their top-N, :mod:`builder.payloads` writes profile payloads: Ibis expressions,
+  run by an engine of :mod:`builder.engines` (embedded DuckDB) or :mod:`builder.spark`;
 - :mod:`builder.sample` generates a deterministic sample data set;
-- :mod:`builder.ranking` computes profiles, segments and their top-N;
 - :mod:`builder.plan` diffs the result against :mod:`builder.state`;
 - :mod:`builder.publish` sends the plan through :mod:`builder.cloudflare` under
   :mod:`builder.limiter`;
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from builder.cloudflare import BulkPair, BulkResult, KVClient, ListedKey, make_http_client
 from builder.config import Target, load_target
+from builder.engines import DuckDBEngine, Engine, EngineSettings, open_engine
 from builder.errors import (
     APIError,
     BuilderError,
@@ -38,7 +40,7 @@ from builder.plan import Plan, PlanCounts
 from builder.publish import Publisher, PublishOptions, PublishReport
 from builder.ranking import Build, RankingOptions
 from builder.sample import write_sample
-from builder.sources import InputStats, load_inputs
+from builder.sources import Inputs, InputStats, load_inputs
 from builder.state import RunLock, State
 
 __all__ = [
@@ -48,8 +50,12 @@ __all__ = [
     "BulkPair",
     "BulkResult",
     "ConfigError",
+    "DuckDBEngine",
+    "Engine",
+    "EngineSettings",
     "InputError",
     "InputStats",
+    "Inputs",
     "KVClient",
     "ListedKey",
     "LockedError",
@@ -76,6 +82,7 @@ __all__ = [
     "load_inputs",
     "load_target",
     "make_http_client",
+    "open_engine",
     "plan",
     "publish_shell",
     "remote_diff",

@@ -35,11 +35,12 @@ from rich.text import Text
 from builder import jobs
 from builder.cloudflare import KVClient, make_http_client
 from builder.config import Target, load_target, served_schema
+from builder.engines import DEFAULT_ENGINE, ENGINES, EngineSettings
 from builder.errors import BuilderError, PublishIncompleteError
 from builder.guards import MAX_DELETE_FRACTION
 from builder.limiter import DEFAULT_LIMIT
 from builder.publish import PublishOptions
-from builder.ranking import MIN_SEGMENT_SIZE, RankingOptions
+from builder.ranking import MIN_SEGMENT_SIZE, MIN_VIDEO_USERS, RankingOptions
 from builder.reporting import Silent
 from builder.sample import write_sample
 from builder.state import DEFAULT_STATE
@@ -220,15 +221,28 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--events",
-            type=click.Path(path_type=Path),
             required=True,
-            help="Watch events (.parquet, .csv, .csv.gz).",
+            help="Watch events: a .parquet, .csv or .csv.gz file (on Spark also a path Spark "
+            "reads itself, s3a:// gs:// abfss:// ..., or a table name).",
         ),
         click.option(
             "--catalog",
-            type=click.Path(path_type=Path),
             required=True,
-            help="Video catalog (.parquet, .csv, .csv.gz).",
+            help="Video catalog, as --events.",
+        ),
+        click.option(
+            "--engine",
+            type=click.Choice(ENGINES),
+            envvar="EDGESHELF_ENGINE",
+            default=DEFAULT_ENGINE,
+            show_default=True,
+            help="Where to compute: embedded DuckDB, or Spark [env: EDGESHELF_ENGINE].",
+        ),
+        click.option(
+            "--spark-master",
+            default=None,
+            help="Spark master URL (spark://..., yarn, k8s://...); without it, SPARK_REMOTE "
+            "(Spark Connect) or a local session.",
         ),
         click.option(
             "--state",
@@ -246,6 +260,13 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             default=MIN_SEGMENT_SIZE,
             show_default=True,
             help="K: fewest users a segment may describe.",
+        ),
+        click.option(
+            "--min-video-users",
+            type=click.IntRange(1),
+            default=MIN_VIDEO_USERS,
+            show_default=True,
+            help="Fewest distinct users of a segment who watched a video for it to be shelved.",
         ),
         click.option(
             "--top-n",
@@ -281,11 +302,16 @@ def _settings(kw: dict[str, Any], publish: PublishOptions | None = None) -> jobs
         catalog=kw["catalog"],
         state=kw["state"],
         schema=kw["schema"],
-        ranking=RankingOptions(min_segment_size=kw["min_segment_size"], top_n=kw["top_n"]),
+        ranking=RankingOptions(
+            min_segment_size=kw["min_segment_size"],
+            top_n=kw["top_n"],
+            min_video_users=kw["min_video_users"],
+        ),
         publish=publish or PublishOptions(max_pairs=kw["batch_size"]),
         rate_limit=kw.get("rate_limit", DEFAULT_LIMIT),
         now=kw["now"],
         max_delete_fraction=kw["max_delete"],
+        engine=EngineSettings.from_env(name=kw["engine"], spark_master=kw["spark_master"]),
     )
 
 

@@ -7,16 +7,16 @@ everything here is callable from Python (tests, notebooks, another scheduler) wi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from builder.batching import batches
 from builder.cloudflare import MAX_BULK_GET, MAX_BULK_PAIRS, BulkPair, KVClient
+from builder.engines import DUCKDB_MEMORY_LIMIT, EngineSettings, open_engine
 from builder.errors import APIError, BuilderError, ConfigError, MassDeleteError, PayloadError
 from builder.guards import MAX_DELETE_FRACTION, mass_delete
 from builder.limiter import DEFAULT_LIMIT, SlidingWindowLimiter
@@ -56,15 +56,13 @@ __all__ = [
     "status",
 ]
 
-DUCKDB_MEMORY_LIMIT: Final = "4GB"
-
 
 @dataclass(frozen=True)
 class RunSettings:
     """Inputs and knobs of ``plan`` and ``run``."""
 
-    events: Path
-    catalog: Path
+    events: Path | str
+    catalog: Path | str
     state: Path = DEFAULT_STATE
     schema: str = "v3"
     ranking: RankingOptions = field(default_factory=RankingOptions)
@@ -73,6 +71,7 @@ class RunSettings:
     now: int | None = None
     memory_limit: str = DUCKDB_MEMORY_LIMIT
     max_delete_fraction: float = MAX_DELETE_FRACTION
+    engine: EngineSettings = field(default_factory=EngineSettings)
 
     def __post_init__(self) -> None:
         if not valid_schema(self.schema):
@@ -122,19 +121,42 @@ class RunResult:
 
 
 def load_build(settings: RunSettings, now: int, reporter: Reporter) -> tuple[Build, InputStats]:
-    """Read and validate the inputs, then compute profiles and segments."""
-    con = duckdb.connect(config={"memory_limit": settings.memory_limit})
-    reporter.phase("reading and validating inputs")
-    stats = load_inputs(con, events=settings.events, catalog=settings.catalog, now=now)
-    reporter.phase("computing profiles and segments")
-    as_of = min(stats.max_ts if stats.max_ts is not None else now, now)
-    return compute(con, as_of=as_of, options=settings.ranking), stats
+    """Read and validate the inputs, then compute profiles and segments.
+
+    The build holds the engine it was computed on; ``build.close()`` releases it.
+    """
+    engine = open_engine(dataclasses.replace(settings.engine, memory_limit=settings.memory_limit))
+    try:
+        reporter.phase(f"reading and validating inputs ({engine.name})")
+        inputs = load_inputs(engine, events=settings.events, catalog=settings.catalog, now=now)
+        stats = inputs.stats
+        reporter.phase("computing profiles and segments")
+        as_of = min(stats.max_ts if stats.max_ts is not None else now, now)
+        return compute(engine, inputs, as_of=as_of, options=settings.ranking), stats
+    except BaseException:
+        engine.close()
+        raise
 
 
 def _plan(
     settings: RunSettings, state: State, now: int, reporter: Reporter
 ) -> tuple[Build, InputStats, PlanCounts, Plan]:
     build, stats = load_build(settings, now, reporter)
+    try:
+        return _diff(settings, state, now, reporter, build, stats)
+    except BaseException:
+        build.close()
+        raise
+
+
+def _diff(
+    settings: RunSettings,
+    state: State,
+    now: int,
+    reporter: Reporter,
+    build: Build,
+    stats: InputStats,
+) -> tuple[Build, InputStats, PlanCounts, Plan]:
     reporter.start("planning", len(build.segments) + build.users)
     the_plan = build_plan(
         state,
@@ -168,7 +190,7 @@ def plan(settings: RunSettings, reporter: Reporter | None = None) -> RunResult:
     path = settings.state if settings.state.exists() else Path(":memory:")
     with State(path) as state:
         build, stats, counts, _ = _plan(settings, state, now, reporter)
-        build.con.close()
+        build.close()
     return RunResult(stats, counts, None, time.monotonic() - started, settings.schema, build.as_of)
 
 
@@ -186,7 +208,7 @@ def run(
     with RunLock(State.lock_path(settings.state)), State(settings.state) as state:
         state.bind(identity)
         build, stats, counts, the_plan = _plan(settings, state, now, reporter)
-        build.con.close()
+        build.close()
         if counts.mass_delete:
             raise MassDeleteError(counts.mass_delete)
         wall = time.time()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Final
 from builder.batching import BatchCounter
 from builder.cloudflare import MAX_BULK_BYTES, MAX_BULK_PAIRS, MAX_KEY_BYTES, MAX_VALUE_BYTES
 from builder.errors import PayloadError
+from builder.payloads import verify
 from edgeshelf.schema import (
     MAX_PROFILE_BYTES,
     MAX_SEGMENT_BYTES,
@@ -32,7 +33,6 @@ from edgeshelf.schema import (
     SEGMENT_TTL,
     USER_PREFIX,
     USER_TTL,
-    encode_profile,
     encode_segment,
     profile_key,
     segment_key,
@@ -113,19 +113,14 @@ def computed_items(build: Build, schema: str) -> Iterator[Item]:
         key=lambda item: item.key,
     )
     yield from seg_items
-    for uid, country, lang, bucket, recent, last_seen in build.profiles():
-        yield Item(
-            profile_key(uid),
-            encode_profile(
-                country=country,
-                lang=lang,
-                affinity_bucket=bucket,
-                recent_categories=recent,
-                last_seen=last_seen,
-            ),
-            USER_TTL,
-            "profiles",
-        )
+    # Profile payloads come from the engine in bounded batches, checked against the schema
+    # module's encoder batch by batch (builder/payloads.py).
+    for batch in build.profile_batches():
+        verify(batch)
+        uids = batch.column("user_id").to_pylist()
+        values = batch.column("value").to_pylist()
+        for uid, value in zip(uids, values, strict=True):
+            yield Item(profile_key(uid), value, USER_TTL, "profiles")
 
 
 @dataclass

@@ -1,39 +1,45 @@
-"""Profiles, segments and each segment's top-N, computed in DuckDB SQL.
+"""Profiles, segments and each segment's top-N: one definition, in Ibis, for every engine.
 
 Every watch event gets a weight, its **recency-decayed watch time**::
 
     w = min(watch_seconds, WATCH_CAP) * 0.5 ** ((as_of - ts) / half_life)
 
-``as_of`` is the newest event's time (never later than now), so the same input always gives
-the same bytes and a rerun on unchanged input writes nothing.
+counted in whole microseconds (rounded per event), so that sums are exact integers: the same on
+DuckDB and on Spark and whatever order an engine adds them in. ``as_of`` is the newest event's
+time (never later than now), so the same input always gives the same bytes and a rerun on
+unchanged input writes nothing.
 
-Per user (the ``u:<uid>`` profile): ``country`` and ``lang`` of the most recent event;
-``affinity_bucket`` is the category with the largest summed ``w`` (ties: the greater name), or
-``default`` when the user has fewer than ``min_events`` events or less than ``min_evidence``
-decayed seconds in total; ``recent_categories`` are the categories of the latest watches, newest
-first, at most 8; ``last_seen`` the newest event time.
+Per user (the ``u:<uid>`` profile): ``country`` and ``lang`` of the most recent event (ties: the
+greater value); ``affinity_bucket`` is the category with the largest summed ``w`` (ties: the
+greater name), or ``default`` when the user has fewer than ``min_events`` events or less than
+``min_evidence`` decayed seconds in total; ``recent_categories`` are the categories of the
+latest watches, newest first (ties: by name), at most 8; ``last_seen`` the newest event time.
 
 Segments: ``<country>-<lang>-<bucket>`` exists when at least ``min_segment_size`` (K) users
 share it. ``<country>-<lang>-default`` is always produced: from the watches of all the group's
 users when the group has K users or more, otherwise from everyone's watches (global scores) so
-that no segment describes a handful of people. ``global`` is always produced and, when there are
-too few watched videos, padded with the newest catalog videos.
+that no segment describes a handful of people. ``global`` is always produced.
 
 A segment's **score** for a video is the sum of ``w`` over the segment's users' watches of it,
 multiplied by ``lang_boost`` when the video's catalog language equals the segment's language
-(``global`` has no language). The top ``top_n`` by score (ties: smaller video id) form the
-shelf; grouping by video means no duplicates.
+(``global`` has no language). A video is a candidate for a shelf only when at least
+``min_video_users`` distinct users of that segment watched it (for a language default below K
+and for ``global``: of everyone), so a shelf never shows what one person watches. The top
+``top_n`` candidates by score (ties: smaller video id) form the shelf. A shelf with fewer
+candidates is topped up from the shelf the Worker would fall back to (an exact segment from its
+language default, a language default from ``global``, ``global`` from the newest catalog
+videos), so shelves stay full where the catalog allows.
 """
-
-# ruff: noqa: S608  # SQL is assembled from constants and numeric options; input values only
-# reach DuckDB as table data or bound parameters.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
 
+import ibis
+import pyarrow as pa
+
+from builder.payloads import profile_json
 from edgeshelf.schema import (
     DEFAULT_BUCKET,
     GLOBAL_SEGMENT,
@@ -48,7 +54,10 @@ from edgeshelf.schema import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    import duckdb
+    import ibis.expr.types as ir
+
+    from builder.engines import Engine
+    from builder.sources import Inputs
 
 __all__ = [
     "HALF_LIFE",
@@ -56,7 +65,9 @@ __all__ = [
     "MIN_EVENTS",
     "MIN_EVIDENCE",
     "MIN_SEGMENT_SIZE",
+    "MIN_VIDEO_USERS",
     "WATCH_CAP",
+    "WEIGHT_SCALE",
     "Build",
     "ProfileRow",
     "RankingOptions",
@@ -68,10 +79,15 @@ WATCH_CAP: Final = 4 * 3_600
 MIN_EVENTS: Final = 3
 MIN_EVIDENCE: Final = 300.0
 MIN_SEGMENT_SIZE: Final = 50
+MIN_VIDEO_USERS: Final = 5
 LANG_BOOST: Final = 2.0
+WEIGHT_SCALE: Final = 1_000_000
+"""Weights are integers of this many units per decayed second (microseconds)."""
 
 ProfileRow = tuple[str, str, str, str, list[str], int]
 """``(user_id, country, lang, affinity_bucket, recent_categories, last_seen)``."""
+
+_SEGMENT_KEYS: Final = ("country", "lang", "bucket")
 
 
 @dataclass(frozen=True)
@@ -85,246 +101,349 @@ class RankingOptions:
     min_segment_size: int = MIN_SEGMENT_SIZE
     lang_boost: float = LANG_BOOST
     top_n: int = MAX_SEGMENT_IDS
+    min_video_users: int = MIN_VIDEO_USERS
 
     def __post_init__(self) -> None:
         if not 1 <= self.top_n <= MAX_SEGMENT_IDS:
             raise ValueError(f"top_n must be between 1 and {MAX_SEGMENT_IDS}")
         if self.min_segment_size < 1 or self.half_life <= 0 or self.lang_boost < 1:
             raise ValueError("min_segment_size >= 1, half_life > 0 and lang_boost >= 1 required")
+        if self.min_video_users < 1:
+            raise ValueError("min_video_users must be >= 1")
 
 
 @dataclass(frozen=True)
 class Build:
-    """The computed output: segment shelves in memory, profiles left in DuckDB to stream."""
+    """The computed output: segment shelves in memory, profiles left in the engine to stream."""
 
-    con: duckdb.DuckDBPyConnection
+    engine: Engine
     as_of: int
     segments: dict[str, list[str]]
     users: int
     segment_sizes: dict[str, int]
+    profile_table: ir.Table = field(repr=False)
+
+    def profile_batches(self, chunk: int = 50_000) -> Iterator[pa.RecordBatch]:
+        """Profiles in ``user_id`` order (the order of their keys), as bounded Arrow batches.
+
+        Columns: ``user_id, country, lang, bucket, recent, last_seen``, then the engine's own
+        ``uid`` (the ID in the form it sorts and joins by) and ``value``, the profile's payload
+        (:mod:`builder.payloads`).
+        """
+        return self.engine.batches(self.profile_table.order_by("uid"), chunk)
 
     def profiles(self, chunk: int = 50_000) -> Iterator[ProfileRow]:
-        """Profiles in ``user_id`` order (the order of their keys), fetched chunk by chunk."""
-        cur = self.con.cursor()
-        cur.execute(
-            "SELECT user_id, country, lang, bucket, recent, last_seen FROM profiles "
-            "ORDER BY user_id"
-        )
-        while rows := cur.fetchmany(chunk):
-            yield from rows
-        cur.close()
+        """Profiles in ``user_id`` order, row by row, fetched chunk by chunk."""
+        for batch in self.profile_batches(chunk):
+            cols = [batch.column(i).to_pylist() for i in range(6)]
+            yield from zip(*cols, strict=True)
+
+    def close(self) -> None:
+        """Release the engine the build lives in."""
+        self.engine.close()
+
+    @property
+    def con(self) -> Engine:
+        """The engine, under the name callers of the DuckDB-only build used (``.con.close()``)."""
+        return self.engine
 
 
-def _map_table(
-    con: duckdb.DuckDBPyConnection,
-    name: str,
-    source_sql: str,
-    fn: Callable[[object], str],
-) -> None:
-    """A ``raw -> norm`` table built with the schema module's own normaliser.
+def _lookups(
+    engine: Engine, prefix: str, columns: dict[str, tuple[ir.Column, Callable[[object], str]]]
+) -> dict[str, ir.Table]:
+    """A ``raw -> norm`` table per column, built with the schema module's own normalisers.
 
-    Only distinct values cross into Python, so the one definition of normalisation (shared with
-    the Worker) is used without a Python call per event.
+    Only distinct values cross into Python (all columns in one query), so the one definition of
+    normalisation (shared with the Worker) is used without a Python call per event.
     """
-    raws = [r[0] for r in con.execute(source_sql).fetchall()]
-    con.execute(f"CREATE OR REPLACE TABLE {name} (raw VARCHAR PRIMARY KEY, norm VARCHAR)")
-    if raws:
-        con.executemany(f"INSERT INTO {name} VALUES (?, ?)", [(r, fn(r)) for r in raws])
-
-
-def compute(
-    con: duckdb.DuckDBPyConnection, *, as_of: int, options: RankingOptions | None = None
-) -> Build:
-    """Compute profiles and segments from the ``events`` and ``catalog`` tables."""
-    opt = options or RankingOptions()
-    decay = f"pow(0.5, ({as_of} - least(e.ts, {as_of})) / {float(opt.half_life)})"
-    weight = f"least(e.watch_seconds, {float(opt.watch_cap)}) * {decay}"
-
-    _map_table(
-        con,
-        "cat_map",
-        "SELECT DISTINCT COALESCE(category, '') FROM catalog",
-        normalize_bucket,
-    )
-    _map_table(con, "vlang_map", "SELECT DISTINCT COALESCE(lang, '') FROM catalog", normalize_lang)
-    con.execute(
-        """
-        CREATE OR REPLACE TABLE videos AS
-        SELECT c.video_id, m.norm AS category, l.norm AS lang, c.published_at
-        FROM catalog c
-        JOIN cat_map m ON m.raw = COALESCE(c.category, '')
-        JOIN vlang_map l ON l.raw = COALESCE(c.lang, '')
-        """
-    )
-    # One pass over the events for everything per user and per (user, category).
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE user_cat AS
-        SELECT e.user_id, v.category, sum({weight}) AS weight, count(*) AS n,
-               max(least(e.ts, {as_of})) AS last_ts,
-               arg_max(COALESCE(e.country, ''), e.ts) AS country,
-               arg_max(COALESCE(e.lang, ''), e.ts) AS lang
-        FROM events e JOIN videos v USING (video_id)
-        GROUP BY e.user_id, v.category
-        """
-    )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE users_raw AS
-        SELECT user_id,
-               arg_max(country, (last_ts, country)) AS raw_country,
-               arg_max(lang, (last_ts, lang)) AS raw_lang,
-               arg_max(category, (weight, category)) AS top_category,
-               sum(weight) AS evidence, sum(n) AS n_events,
-               CAST(max(last_ts) AS BIGINT) AS last_seen,
-               list(category ORDER BY last_ts DESC, category)[1:{MAX_CATEGORIES}] AS recent
-        FROM user_cat GROUP BY user_id
-        """
-    )
-    _map_table(con, "country_map", "SELECT DISTINCT raw_country FROM users_raw", normalize_country)
-    _map_table(con, "lang_map", "SELECT DISTINCT raw_lang FROM users_raw", normalize_lang)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE profiles AS
-        SELECT u.user_id, c.norm AS country, l.norm AS lang,
-               CASE WHEN u.n_events >= {int(opt.min_events)}
-                         AND u.evidence >= {float(opt.min_evidence)}
-                    THEN u.top_category ELSE '{DEFAULT_BUCKET}' END AS bucket,
-               u.recent, u.last_seen
-        FROM users_raw u
-        JOIN country_map c ON c.raw = u.raw_country
-        JOIN lang_map l ON l.raw = u.raw_lang
-        """
-    )
-    con.execute("DROP TABLE user_cat")
-    con.execute("DROP TABLE users_raw")
-    return _segments(con, as_of, opt, weight)
-
-
-def _top(rows: list[tuple[str, str]]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = defaultdict(list)
-    for seg, vid in rows:
-        out[seg].append(vid)
+    parts = [
+        col.name("raw").as_table().distinct().mutate(kind=ibis.literal(kind))
+        for kind, (col, _) in columns.items()
+    ]
+    found: dict[str, list[str]] = {kind: [] for kind in columns}
+    for row in engine.rows(ibis.union(*parts)):
+        found[row["kind"]].append(row["raw"])
+    out = {}
+    for kind, (_, fn) in columns.items():
+        raws = found[kind]
+        norms = [fn(r) for r in raws]
+        data = pa.table({"raw": pa.array(raws, pa.string()), "norm": pa.array(norms, pa.string())})
+        out[kind] = engine.small_table(f"edgeshelf_{prefix}_{kind}_map", data)
     return out
 
 
-def _segments(
-    con: duckdb.DuckDBPyConnection, as_of: int, opt: RankingOptions, weight: str
+def compute(
+    engine: Engine, inputs: Inputs, *, as_of: int, options: RankingOptions | None = None
 ) -> Build:
-    k, n, boost = int(opt.min_segment_size), int(opt.top_n), float(opt.lang_boost)
-    con.execute(
-        """
-        CREATE OR REPLACE TABLE groups AS
-        SELECT country, lang, bucket, count(*) AS members,
-               sum(count(*)) OVER (PARTITION BY country, lang) AS lang_members
-        FROM profiles GROUP BY country, lang, bucket
-        """
+    """Compute profiles and segments from the validated ``inputs`` on ``engine``.
+
+    ``inputs.events`` is released once it is aggregated: compute each ``inputs`` once.
+    """
+    opt = options or RankingOptions()
+    catalog, events = inputs.catalog, inputs.events
+    cat = catalog.mutate(category=catalog.category.fill_null(""), lang=catalog.lang.fill_null(""))
+    maps = _lookups(
+        engine,
+        "video",
+        {"category": (cat.category, normalize_bucket), "lang": (cat.lang, normalize_lang)},
+    )
+    cat_map, vlang_map = maps["category"], maps["lang"]
+    videos = cat.join(cat_map, cat.category == cat_map.raw).select(
+        "video_id", "lang", "published_at", category=cat_map.norm
+    )
+    videos = engine.cache(
+        videos.join(vlang_map, videos.lang == vlang_map.raw).select(
+            "video_id", "category", "published_at", vlang=vlang_map.norm
+        ),
+        "videos",
+    )
+
+    clamped = ibis.least(events.ts, as_of)
+    decay = ibis.literal(0.5).pow((as_of - clamped) / float(opt.half_life))
+    weight = ibis.least(events.watch_seconds, float(opt.watch_cap)) * decay
+    # A UUID is 16 bytes where its text is 36: grouping and joining by user is much cheaper
+    # (on engines without a UUID type this is text, and the order is the text order either way).
+    uid = events.user_id.cast("uuid")
+    e = events.mutate(
+        uid=uid,
+        w=(weight * WEIGHT_SCALE + 0.5).floor().cast("int64"),
+        clamped=clamped,
+    )
+    e = e.join(videos.select("video_id", "category"), "video_id")
+    # One pass over the events: everything later is per (user, video) or coarser.
+    uv = engine.cache(
+        e.group_by(["uid", "video_id", "category"]).aggregate(
+            w=e.w.sum().cast("int64"),
+            n=e.count().cast("int64"),
+            last=e.clamped.max(),
+            latest=e.ts.max(),
+        ),
+        "user_video",
+    )
+    uc = uv.group_by(["uid", "category"]).aggregate(
+        w=uv.w.sum().cast("int64"),
+        n=uv.n.sum().cast("int64"),
+        last=uv.last.max(),
+        latest=uv.latest.max(),
+    )
+    users = uc.group_by("uid").aggregate(
+        top=uc.category.argmax(ibis.struct({"w": uc.w, "category": uc.category})),
+        evidence=uc.w.sum().cast("int64"),
+        n_events=uc.n.sum().cast("int64"),
+        last_seen=uc.last.max(),
+        latest=uc.latest.max(),
+        recent=ibis.struct({"age": -uc.last, "category": uc.category}).collect(),
+    )
+    users = engine.cache(
+        users.mutate(recent=users.recent.sort().map(lambda s: s.category)[:MAX_CATEGORIES]),
+        "users",
+    )
+    # Country and language of each user's most recent event (ties: the greater value).
+    at_latest = e.join(users, (e.uid == users.uid) & (e.ts == users.latest))
+    where = engine.cache(
+        at_latest.group_by("uid").aggregate(
+            raw_country=at_latest.country.fill_null("").max(),
+            raw_lang=at_latest.lang.fill_null("").max(),
+        ),
+        "user_place",
+    )
+    engine.release(inputs.events)  # everything further is per (user, video) or coarser
+    cached_users = users
+    users = users.join(where, "uid")
+    maps = _lookups(
+        engine,
+        "user",
+        {
+            "country": (users.raw_country, normalize_country),
+            "lang": (users.raw_lang, normalize_lang),
+        },
+    )
+    country_map, lang_map = maps["country"], maps["lang"]
+    p = users.join(country_map, users.raw_country == country_map.raw).select(
+        users, country=country_map.norm
+    )
+    p = p.join(lang_map, p.raw_lang == lang_map.raw).select(p, lang=lang_map.norm)
+    enough = (p.n_events >= int(opt.min_events)) & (
+        p.evidence >= float(opt.min_evidence) * WEIGHT_SCALE
+    )
+    profiles = p.select(
+        user_id=p.uid.cast("string"),
+        country="country",
+        lang="lang",
+        bucket=ibis.ifelse(enough, p.top, DEFAULT_BUCKET),
+        recent="recent",
+        last_seen=p.last_seen.cast("int64"),
+        uid="uid",
+    )
+    profiles = engine.cache(
+        profiles.mutate(
+            value=profile_json(
+                profiles.country,
+                profiles.lang,
+                profiles.bucket,
+                profiles.recent,
+                profiles.last_seen,
+            )
+        ),
+        "profiles",
+    )
+    engine.release(cached_users)
+    engine.release(where)
+    return _segments(engine, as_of, opt, videos, uv, profiles)
+
+
+def _rank(scores: ir.Table, opt: RankingOptions, keys: list[str]) -> ir.Table:
+    """The top-N rows of ``scores`` per ``keys`` by boosted score (ties: smaller video id)."""
+    boosted = scores.score.cast("float64") * ibis.ifelse(
+        scores.vlang == scores.lang, float(opt.lang_boost), 1.0
+    )
+    ranked = scores.mutate(
+        rn=ibis.row_number().over(group_by=keys, order_by=[boosted.desc(), scores.video_id])
+    )
+    return ranked.filter(ranked.rn < int(opt.top_n))
+
+
+def _shelves(engine: Engine, ranked: ir.Table) -> dict[str, list[str]]:
+    shelves: dict[str, list[str]] = {}
+    for row in engine.rows(ranked.order_by([*_SEGMENT_KEYS, "rn"])):
+        if row["bucket"] == GLOBAL_SEGMENT:
+            seg = GLOBAL_SEGMENT
+        else:
+            # Segment IDs pass through the schema module, like every other key part.
+            seg = segment_id(row["country"], row["lang"], row["bucket"])
+        shelves.setdefault(seg, []).append(row["video_id"])
+    return shelves
+
+
+def _segments(
+    engine: Engine,
+    as_of: int,
+    opt: RankingOptions,
+    videos: ir.Table,
+    uv: ir.Table,
+    profiles: ir.Table,
+) -> Build:
+    k, n, v = int(opt.min_segment_size), int(opt.top_n), int(opt.min_video_users)
+    groups = profiles.group_by(["country", "lang", "bucket"]).aggregate(
+        members=profiles.count().cast("int64")
+    )
+    groups = engine.cache(
+        groups.mutate(
+            lang_members=groups.members.sum().over(group_by=["country", "lang"]).cast("int64")
+        ),
+        "groups",
     )
     # Which exact segment (if any) and which language group each user's watches count towards.
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE user_seg AS
-        SELECT p.user_id, p.country, p.lang,
-               CASE WHEN g.bucket <> '{DEFAULT_BUCKET}' AND g.members >= {k}
-                    THEN g.bucket END AS bucket,
-               g.lang_members >= {k} AS big_lang
-        FROM profiles p JOIN groups g USING (country, lang, bucket)
-        """
+    exact_bucket = ibis.ifelse(
+        (groups.bucket != DEFAULT_BUCKET) & (groups.members >= k),
+        groups.bucket,
+        ibis.null("string"),
     )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE scores AS
-        SELECT s.country, s.lang, s.bucket, s.big_lang, e.video_id, sum({weight}) AS score,
-               grouping(s.country, s.lang, s.bucket) AS level
-        FROM events e JOIN user_seg s USING (user_id)
-        GROUP BY GROUPING SETS (
-            (s.country, s.lang, s.bucket, e.video_id),
-            (s.country, s.lang, s.big_lang, e.video_id),
-            (e.video_id)
+    user_seg = profiles.join(groups, ["country", "lang", "bucket"]).select(
+        "uid", "country", "lang", exact=exact_bucket, big_lang=groups.lang_members >= k
+    )
+    joined = uv.join(user_seg, "uid")
+    # One row per (user, video) in uv, so counting rows counts distinct viewers.
+    by_group = engine.cache(
+        joined.group_by(["country", "lang", "exact", "big_lang", "video_id"]).aggregate(
+            score=joined.w.sum().cast("int64"), viewers=joined.count().cast("int64")
+        ),
+        "group_scores",
+    )
+    engine.release(uv)
+    exact = by_group.filter(by_group.exact.notnull()).select(
+        "country", "lang", "video_id", "score", "viewers", bucket="exact"
+    )
+    lang = (
+        by_group.filter(by_group.big_lang)
+        .group_by(["country", "lang", "video_id"])
+        .aggregate(
+            score=by_group.score.sum().cast("int64"),
+            viewers=by_group.viewers.sum().cast("int64"),
         )
-        """
+        .mutate(bucket=ibis.literal(DEFAULT_BUCKET))
     )
-    # level 0: exact segment (bucket NULL = users without one: dropped); level 1: language
-    # default (only groups with K users); level 7: global.
-    ranked = f"""
-        SELECT seg, video_id FROM (
-            SELECT seg, video_id,
-                   row_number() OVER (PARTITION BY seg ORDER BY score DESC, video_id) AS rn
-            FROM (
-                SELECT CASE WHEN s.level = 7 THEN '{GLOBAL_SEGMENT}'
-                            ELSE s.country || '-' || s.lang || '-'
-                                 || COALESCE(s.bucket, '{DEFAULT_BUCKET}') END AS seg,
-                       s.video_id,
-                       s.score * CASE WHEN s.level <> 7 AND v.lang = s.lang
-                                      THEN {boost} ELSE 1.0 END AS score
-                FROM scores s JOIN videos v USING (video_id)
-                WHERE s.level = 7
-                   OR (s.level = 0 AND s.bucket IS NOT NULL)
-                   OR (s.level = 1 AND s.big_lang)
-            )
-        ) WHERE rn <= {n} ORDER BY seg, rn
-    """
-    segments = _top(con.execute(ranked).fetchall())
-    # Small language groups: the global scores, boosted for their language. The candidates are
-    # the global top-N plus the top-N of each video language, which must contain the answer.
-    small = f"""
-        WITH g AS (SELECT s.video_id, s.score, v.lang AS vlang
-                   FROM scores s JOIN videos v USING (video_id) WHERE s.level = 7),
-        cand AS (
-            SELECT video_id, score, vlang FROM (
-                SELECT *, row_number() OVER (ORDER BY score DESC, video_id) AS r_all,
-                          row_number() OVER (PARTITION BY vlang ORDER BY score DESC, video_id)
-                              AS r_lang
-                FROM g) WHERE r_all <= {n} OR r_lang <= {n}),
-        small AS (SELECT DISTINCT country, lang FROM groups WHERE lang_members < {k})
-        SELECT seg, video_id FROM (
-            SELECT sm.country || '-' || sm.lang || '-{DEFAULT_BUCKET}' AS seg, c.video_id,
-                   row_number() OVER (
-                       PARTITION BY sm.country, sm.lang
-                       ORDER BY c.score * CASE WHEN c.vlang = sm.lang THEN {boost} ELSE 1.0 END
-                                DESC, c.video_id) AS rn
-            FROM small sm CROSS JOIN cand c
-        ) WHERE rn <= {n} ORDER BY seg, rn
-    """
-    segments.update(_top(con.execute(small).fetchall()))
-    # Segment IDs pass through the schema module, like every other key part.
-    shelves = {
-        (GLOBAL_SEGMENT if seg == GLOBAL_SEGMENT else segment_id(*seg.split("-", 2))): ids
-        for seg, ids in segments.items()
-    }
-    shelves.setdefault(GLOBAL_SEGMENT, [])
-    glob = shelves[GLOBAL_SEGMENT]
-    if len(glob) < n:
-        newest = con.execute(
-            f"SELECT video_id FROM videos ORDER BY published_at DESC, video_id LIMIT {2 * n}"
-        ).fetchall()
-        for (vid,) in newest:
-            if len(glob) >= n:
-                break
-            if vid not in glob:
-                glob.append(vid)
-    sizes = _sizes(con, k)
-    users = con.execute("SELECT count(*) FROM profiles").fetchone()
-    con.execute("DROP TABLE scores")
+    everyone = engine.cache(
+        by_group.group_by("video_id").aggregate(
+            score=by_group.score.sum().cast("int64"),
+            viewers=by_group.viewers.sum().cast("int64"),
+        ),
+        "global_scores",
+    )
+    glob = everyone.mutate(
+        country=ibis.literal(""), lang=ibis.literal(""), bucket=ibis.literal(GLOBAL_SEGMENT)
+    )
+    cols = [*_SEGMENT_KEYS, "video_id", "score", "viewers"]
+    scores = ibis.union(exact.select(cols), lang.select(cols), glob.select(cols))
+    scores = scores.filter(scores.viewers >= v).join(videos.select("video_id", "vlang"), "video_id")
+    ranked = _rank(scores, opt, list(_SEGMENT_KEYS))
+
+    # Language groups below K: the global scores, boosted for their language. The candidates
+    # are the global top-N plus the top-N of each video language, which must contain the answer.
+    g = everyone.filter(everyone.viewers >= v).join(videos.select("video_id", "vlang"), "video_id")
+    order = [g.score.desc(), g.video_id]
+    g = g.mutate(
+        r_all=ibis.row_number().over(order_by=order),
+        r_lang=ibis.row_number().over(group_by="vlang", order_by=order),
+    )
+    candidates = g.filter((g.r_all < n) | (g.r_lang < n)).select("video_id", "score", "vlang")
+    small = groups.filter(groups.lang_members < k).select("country", "lang").distinct()
+    small_scores = small.cross_join(candidates).mutate(bucket=ibis.literal(DEFAULT_BUCKET))
+    small_ranked = _rank(small_scores, opt, list(_SEGMENT_KEYS))
+    out = [*_SEGMENT_KEYS, "video_id", "rn"]
+    shelves = _shelves(engine, ibis.union(ranked.select(out), small_ranked.select(out)))
+    engine.release(by_group)
+    engine.release(everyone)
+
+    sizes = _sizes(engine, groups, k)
+    # Every segment with K members and every language default exists, even if no video reached
+    # min_video_users in it: it is topped up from its fallback like any short shelf.
+    for seg in sizes:
+        shelves.setdefault(seg, [])
+    newest = videos.order_by([videos.published_at.desc(), videos.video_id]).limit(2 * n)
+    _top_up(shelves, [row["video_id"] for row in engine.rows(newest.select("video_id"))], n)
     return Build(
-        con=con,
+        engine=engine,
         as_of=as_of,
         segments=dict(sorted(shelves.items())),
-        users=int(users[0]) if users else 0,
+        users=sizes[GLOBAL_SEGMENT],
         segment_sizes=sizes,
+        profile_table=profiles,
     )
 
 
-def _sizes(con: duckdb.DuckDBPyConnection, k: int) -> dict[str, int]:
+def _fill(shelf: list[str], extra: list[str], n: int) -> None:
+    for vid in extra:
+        if len(shelf) >= n:
+            return
+        if vid not in shelf:
+            shelf.append(vid)
+
+
+def _top_up(shelves: dict[str, list[str]], newest: list[str], n: int) -> None:
+    """Fill short shelves from their fallback: exact -> language default -> global -> newest."""
+    glob = shelves.setdefault(GLOBAL_SEGMENT, [])
+    _fill(glob, newest, n)
+    defaults = {seg for seg in shelves if seg.endswith("-" + DEFAULT_BUCKET)}
+    for seg in sorted(defaults):
+        _fill(shelves[seg], glob, n)
+    for seg, shelf in shelves.items():
+        if seg == GLOBAL_SEGMENT or seg in defaults:
+            continue
+        country, lang, _ = seg.split("-", 2)
+        _fill(shelf, shelves.get(segment_id(country, lang, DEFAULT_BUCKET), glob), n)
+
+
+def _sizes(engine: Engine, groups: ir.Table, k: int) -> dict[str, int]:
     """Members per produced segment (language defaults count the whole language group)."""
     sizes: dict[str, int] = {}
     total = 0
-    for country, lang, bucket, members, lang_members in con.execute(
-        "SELECT country, lang, bucket, members, lang_members FROM groups"
-    ).fetchall():
-        total += int(members)
-        sizes[segment_id(country, lang, DEFAULT_BUCKET)] = int(lang_members)
-        if bucket != DEFAULT_BUCKET and members >= k:
-            sizes[segment_id(country, lang, bucket)] = int(members)
+    row: dict[str, Any]
+    for row in engine.rows(groups):
+        members = int(row["members"])
+        total += members
+        sizes[segment_id(row["country"], row["lang"], DEFAULT_BUCKET)] = int(row["lang_members"])
+        if row["bucket"] != DEFAULT_BUCKET and members >= k:
+            sizes[segment_id(row["country"], row["lang"], row["bucket"])] = members
     sizes[GLOBAL_SEGMENT] = total
     return dict(sorted(sizes.items()))

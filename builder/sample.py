@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -27,10 +28,12 @@ __all__ = [
     "CATEGORIES",
     "DEFAULT_END",
     "LOCALES",
+    "SAMPLE_MEMORY_LIMIT",
     "SampleFiles",
     "write_sample",
 ]
 
+SAMPLE_MEMORY_LIMIT: Final = "4GB"
 DEFAULT_END: Final = int(dt.datetime(2025, 6, 1, tzinfo=dt.UTC).timestamp())
 WINDOW_DAYS: Final = 30
 
@@ -112,11 +115,14 @@ def write_sample(
     if users < 1 or videos < 1 or events < 0:
         raise ValueError("users and videos must be >= 1, events >= 0")
     out.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
-    try:
-        return _generate(con, out, users, videos, events, int(seed), fmt, int(end))
-    finally:
-        con.close()
+    # Capped like the build itself: at 100,000,000 events the temporary tables spill to disk
+    # instead of taking most of the machine (uncapped, DuckDB would use 80% of its memory).
+    with tempfile.TemporaryDirectory(prefix="edgeshelf-sample-") as spill:
+        con = duckdb.connect(config={"memory_limit": SAMPLE_MEMORY_LIMIT, "temp_directory": spill})
+        try:
+            return _generate(con, out, users, videos, events, int(seed), fmt, int(end))
+        finally:
+            con.close()
 
 
 def _generate(

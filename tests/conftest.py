@@ -83,6 +83,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "tests/runtime/" in str(Path(str(item.fspath)).as_posix()):
             item.add_marker(pytest.mark.runtime)
+    # `slow` scenarios run with EDGESHELF_FULL=1 only; deselected, not skipped, so that a
+    # normal run does not count them as runtime tests that failed to run.
+    if os.environ.get("EDGESHELF_FULL") != "1":
+        slow = [item for item in items if item.get_closest_marker("slow") is not None]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if item.get_closest_marker("slow") is None]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # the backend must be chosen first
 
 PHASE_LABELS = {
     "read_validate": "read + validate",
-    "compute": "compute (DuckDB)",
+    "compute": "compute (engine)",
     "encode_plan": "encode + plan",
 }
 COLOURS = {"read_validate": "#8da0cb", "compute": "#66c2a5", "encode_plan": "#fc8d62"}
@@ -167,6 +167,11 @@ def _trailing(samples: list[dict[str, Any]], window: float) -> list[int]:
     return out
 
 
+def _limit_gb(data: dict[str, Any]) -> float:
+    """DuckDB's memory cap of the run, in GB (runs before it was recorded had 4 GB)."""
+    return float(str(data["params"].get("duckdb_memory_limit", "4GB")).removesuffix("GB"))
+
+
 def _plot_memory(data: dict[str, Any], path: Path) -> None:
     steps = _memory_rows(data)
     fig, ax = plt.subplots(figsize=(8, 3.4))
@@ -174,8 +179,10 @@ def _plot_memory(data: dict[str, Any], path: Path) -> None:
     ax.barh(list(ys), [s[1] / 1024 for s in steps], color="#8da0cb")
     for y, (_, mb, _) in zip(ys, steps, strict=True):
         ax.text(mb / 1024, y, f"  {mb / 1024:.2f} GB", va="center", fontsize=9)
-    ax.axvline(4, color="#999999", linestyle=":", linewidth=1)
-    ax.text(4, len(steps) - 0.7, " DuckDB memory_limit 4 GB", fontsize=8, color="#666666")
+    limit = _limit_gb(data)
+    ax.axvline(limit, color="#999999", linestyle=":", linewidth=1)
+    ax.text(limit, len(steps) - 0.7, f" DuckDB memory_limit {limit:g} GB", fontsize=8,
+            color="#666666")  # fmt: skip
     ax.set_yticks(list(ys), [s[0] for s in steps])
     ax.invert_yaxis()
     ax.set_xlim(0, max(5.0, max(s[1] for s in steps) / 1024 * 1.3))
@@ -237,7 +244,8 @@ def _header(data: dict[str, Any]) -> list[str]:
         "",
         f"- Machine: {m['nproc']} CPUs, {m['cpu']}, {m['ram_gb']} GB RAM, {m['os']}, "
         f"Linux {m['kernel']}.",
-        f"- Versions: Python {v['python']}, DuckDB {v['duckdb']}, edgeshelf {v['edgeshelf']}, "
+        f"- Versions: Python {v['python']}, DuckDB {v['duckdb']}, Ibis {v.get('ibis')}, "
+        f"PySpark {v.get('pyspark')}, edgeshelf {v['edgeshelf']}, "
         f"httpx {v['httpx']}; local API on workerd {v.get('workerd')} "
         f"(Miniflare {v.get('miniflare')}, Node {v.get('node')}).",
         f"- Code: commit {meta['commit']}{dirty if meta['dirty'] else ''}.",
@@ -267,7 +275,12 @@ def _targets(data: dict[str, Any]) -> list[str]:
         [t["target"], t["measured"], "**met**" if t["met"] else f"**not met**{t.get('note', '')}"]
         for t in data["targets"]
     ]
-    out = ["", "## Targets (issue 6)", "", *_table(["target", "measured", "status"], rows)]
+    out = [
+        "",
+        "## Targets (issues 6 and 15)",
+        "",
+        *_table(["target", "measured", "status"], rows),
+    ]
     run = data["run"]
     plan = run["summary"]["plan"]
     made, reached = run["requests_builder"], run["api"]["requests"]
@@ -403,8 +416,9 @@ def _memory(data: dict[str, Any]) -> list[str]:
         "",
         *_table(["step (one process each)", "peak RSS", "wall"], rows),
         "",
-        "DuckDB is capped at 4 GB (`RunSettings.memory_limit`) and spills beyond it; the diff "
-        "streams both sides in key order, so memory does not grow with the number of keys "
+        f"DuckDB is capped at {_limit_gb(data):g} GB (`RunSettings.memory_limit`) and spills "
+        "beyond it; the plan streams the profiles out of the engine in bounded batches and "
+        "diffs both sides in key order, so memory does not grow with the number of keys "
         "written.",
     ]
 
@@ -516,7 +530,7 @@ def _profile(data: dict[str, Any]) -> list[str]:
         "",
         f"One more process ran the encode + plan phase under cProfile ({_s(prof['wall_s'])} "
         f"with the profiler's overhead, {_s(timed)} without): the functions with the most own "
-        "time. Read + validate and compute are DuckDB SQL (their CPU seconds above show both "
+        "time. Read + validate and compute run in DuckDB (their CPU seconds above show both "
         "cores busy); this phase is the one in Python, once per key.",
         "",
         *_table(["function", "calls", "own s", "cumulative s"], rows),
@@ -540,7 +554,7 @@ def _profile_reading(prof: dict[str, Any], *, met: bool) -> list[str]:
         f"{top['cumulative_s']:.1f} s of {prof['wall_s']:.1f} s profiled "
         f"({top['cumulative_s'] / max(prof['wall_s'], 1e-9):.0%}), over {top['calls']:,} calls."
     )
-    if top["function"].startswith("src/edgeshelf/schema.py"):
+    if top["function"].startswith("src/edgeshelf/schema.py"):  # before the engine wrote them
         text += (
             " Payloads are encoded by `edgeshelf.schema`, the module the Worker reads them "
             "with, which validates and normalises every field again although the SQL already "
@@ -553,6 +567,152 @@ def _profile_reading(prof: dict[str, Any], *, met: bool) -> list[str]:
                 "worth more than those seconds."
             )
     return ["", text]
+
+
+def _calls_table(calls: list[dict[str, Any]], top: int = 12) -> list[str]:
+    """The engine's most expensive tables and results, as a table (largest first)."""
+    ranked = sorted(calls, key=lambda c: -c["s"])[:top]
+    return _table(
+        ["table computed / result read back", "wall"], [[c["what"], _s(c["s"])] for c in ranked]
+    )
+
+
+def _spark(data: dict[str, Any]) -> list[str]:
+    spark = data.get("spark")
+    if not spark:
+        return []
+    duck = data["plan_first"]["reps"][0]
+    rows = []
+    for phase, label in PHASE_LABELS.items():
+        d_wall = data["plan_first"]["median"]["phases_wall_s"][phase]
+        s_wall = spark["phases"][phase]["wall_s"]
+        rows.append([label, _s(d_wall), _s(s_wall), f"{s_wall / max(d_wall, 1e-9):.1f}{TIMES}"])
+    d_total, s_total = data["plan_first"]["median"]["total_s"], spark["total_s"]
+    rows.append(
+        ["**total**", f"**{_s(d_total)}**", f"**{_s(s_total)}**",
+         f"**{s_total / d_total:.1f}{TIMES}**"]
+    )  # fmt: skip
+    same = spark["plan"] == duck["plan"]
+    jvm = spark.get("jvm_rss_peak_mb")
+    profiles_out = f"result of {spark['users']:,} rows (user_id,"
+    streamed = next((c for c in spark["engine_calls"] if c["what"].startswith(profiles_out)), None)
+    conf = spark.get("spark_conf", {})
+    per_row = f"{streamed['s'] / max(spark['users'], 1) * 1e6:.0f} µs" if streamed else "n/a"
+    return [
+        "",
+        "## Spark beside DuckDB",
+        "",
+        f"The same plan phases, same data and settings, on a local Spark session "
+        f"(`--engine spark`: `{conf.get('spark.master', 'local[*]')}` on "
+        f"{data['meta']['machine']['nproc']} CPUs, {conf.get('spark.sql.shuffle.partitions')} "
+        f"shuffle partitions, PySpark {data['meta']['versions'].get('pyspark')}); one "
+        "run, the session's start (the JVM) excluded. The plan it made is "
+        + ("**identical** to DuckDB's" if same else "**different from** DuckDB's (a bug)")
+        + ".",
+        "",
+        *_table(["phase", "DuckDB (median)", "Spark", "Spark / DuckDB"], rows),
+        "",
+        f"Peak memory: the driver's Python process {_mb(spark['rss_peak_mb'])}, its JVM "
+        f"{_mb(jvm) if jvm else 'n/a'} (DuckDB's whole process: {_mb(duck['rss_peak_mb'])}).",
+        "",
+        "Where Spark's time goes, by the tables the engine computed and the results it read "
+        "back (each timed as it finished; Spark computes a table when it is made):",
+        "",
+        *_calls_table(spark["engine_calls"]),
+        "",
+        "**What would change on a cluster.** The tables above are shuffles and aggregations "
+        "over the events; executors split them, so they shrink with the cluster (on one "
+        "machine Spark runs the same work as DuckDB with a JVM's overhead per stage, a few "
+        "hundred ms each, which is why it is slower here). What does not shrink is the "
+        "driver's part: every profile crosses to the driver through `toLocalIterator`, one "
+        f"partition at a time ({per_row} per profile here), and the plan, the diff against "
+        "the SQLite state and the publishing run there. At millions of users that stream and "
+        "the Cloudflare API's request budget bound a run, not the cluster.",
+    ]
+
+
+def _large(data: dict[str, Any]) -> list[str]:
+    large = data.get("large")
+    if not large:
+        return []
+    first, rerun, p = large["first"], large["rerun"], large["params"]
+    rows = []
+    for phase, label in PHASE_LABELS.items():
+        rows.append(
+            [
+                label,
+                _s(first["phases"][phase]["wall_s"]),
+                _s(first["phases"][phase]["cpu_s"]),
+                _mb(first["phases"][phase]["rss_peak_mb"]),
+                _s(rerun["phases"][phase]["wall_s"]),
+            ]
+        )
+    rows.append(
+        ["**total**", f"**{_s(first['total_s'])}**", _s(first["cpu_s"]),
+         _mb(first["rss_peak_mb"]), f"**{_s(rerun['total_s'])}**"]
+    )  # fmt: skip
+    plan = first["plan"]
+    source = (
+        "reused from an earlier run (same parameters, same DuckDB)"
+        if large["reused_data"]
+        else f"generated in {_s(large['sample']['wall_s'])}"
+    )
+    return [
+        "",
+        f"## {p['users']:,} users on DuckDB",
+        "",
+        f"`sample --users {p['users']:,} --events {p['events']:,} --videos {p['videos']:,} "
+        f"--seed {data['params']['seed']}` ({large['events_bytes'] / 1e9:.1f} GB of Parquet, "
+        f"{source}). The plan phases ran once against an empty state; the plan was then "
+        "recorded in a state file as confirmed, which is what a finished run leaves (publishing "
+        f"{plan['write']['total']:,} keys through the local API first would take hours at its "
+        "speed, and measures the local API, not the builder), and the phases ran again against "
+        "it.",
+        "",
+        *_table(
+            ["phase", "empty state: wall", "CPU", "peak RSS so far", "recorded state: wall"], rows
+        ),
+        "",
+        f"{first['users']:,} profiles and {first['segments']:,} segments from "
+        f"{first['events']:,} events; {plan['write']['total']:,} keys to write "
+        f"({plan['write_bytes'] / 1e9:.2f} GB of values) in {plan['requests']['total']:,} "
+        f"bulk requests; against the recorded state {rerun['plan']['write']['total']:,} writes "
+        f"and {rerun['plan']['delete']:,} deletions. DuckDB is capped at "
+        f"{_limit_gb(data):g} GB and spills to a temporary directory beyond it.",
+        "",
+        "Where the time goes (the engine's tables and results, empty state):",
+        "",
+        *_calls_table(first["engine_calls"]),
+        *_large_reading(data, first),
+    ]
+
+
+def _large_reading(data: dict[str, Any], first: dict[str, Any]) -> list[str]:
+    """What the large run's figures say, when it missed its time target."""
+    target = next((t for t in data["targets"] if t["id"] == "large_compute_plan"), None)
+    if target is None or target["met"]:
+        return []
+    big = ("table events", "table user_video", "table users", "table group_scores")
+    heavy = sum(c["s"] for c in first["engine_calls"] if c["what"] in big)
+    plan_s = first["phases"]["encode_plan"]["wall_s"]
+    per_key = plan_s / max(first["plan"]["computed"]["profiles"], 1) * 1e6
+    return [
+        "",
+        f"Against the 120 s target this is {first['total_s'] / 120:.1f}{TIMES} over. The "
+        "events pass through four aggregations of about a hundred million rows each: "
+        "deduplication (`events`), per user and video (`user_video`, which counting distinct "
+        "viewers needs), per user and category (inside `users`), and the per-segment scores "
+        "(`group_scores`, joining the user-video table); each is larger than DuckDB's cap and "
+        f"spills to disk on two cores, together {_s(heavy)}. The plan streams every profile "
+        f"out of DuckDB in key order and through Python ({_s(plan_s)}, {per_key:.1f} µs per "
+        "profile: reading, checking, hashing, diffing, writing the plan to SQLite). What "
+        "would close the gap, none of it measured here: partitioning the events by user once "
+        "and running the per-user stages partition by partition in memory (the segment "
+        "scores add up across partitions); skipping the deduplication when a row hash shows "
+        "no repeated row; moving the diff into the engine, against the state's digests, so "
+        "that only keys to write cross into Python; or Spark on a cluster, where the "
+        "aggregations split across executors.",
+    ]
 
 
 def render(data: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -578,6 +738,8 @@ def render(data: dict[str, Any], out_dir: Path) -> list[Path]:
         *_reruns(data),
         *_memory(data),
         *_profile(data),
+        *_spark(data),
+        *_large(data),
     ]
     md = out_dir / "benchmarks-builder.md"
     md.write_text("\n".join(lines) + "\n")

@@ -31,7 +31,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=420,
         check=False,
     )
     assert proc.returncode == 0, f"scripts/bench builder --smoke failed:\n{proc.stderr[-6000:]}"
@@ -82,19 +82,38 @@ def test_rerun_writes_nothing(smoke: Path) -> None:
 
 
 def test_targets_stated(smoke: Path) -> None:
-    """The JSON states each issue-6 builder target with a figure and met or not."""
+    """The JSON states each issue-6 and issue-15 builder target with a figure and met or not."""
     targets = {t["id"]: t for t in _raw(smoke)["targets"]}
-    assert set(targets) == {"compute_plan", "requests", "rerun"}
+    assert set(targets) == {
+        "compute_plan", "requests", "rerun",
+        "large_compute_plan", "large_rss", "large_requests", "large_rerun",
+    }  # fmt: skip
     for target in targets.values():
         assert isinstance(target["met"], bool)
         assert target["measured"]
     assert targets["rerun"]["met"] is True
+    assert targets["large_rerun"]["met"] is True
+    assert targets["large_requests"]["met"] is True
+
+
+def test_spark_beside_duckdb(smoke: Path) -> None:
+    """The same phases ran on local Spark, planned what DuckDB planned, and were profiled."""
+    data = _raw(smoke)
+    spark, duck = data["spark"], data["plan_first"]["reps"][0]
+    assert spark["engine"] == "spark"
+    assert spark["plan"] == duck["plan"]
+    assert spark["jvm_rss_peak_mb"] > 0
+    assert any(call["what"].startswith("table ") for call in spark["engine_calls"])
 
 
 def test_report_and_plots_written(smoke: Path) -> None:
     """The report names machine, versions, commit and targets, and links plots that exist."""
     md = (smoke / "benchmarks-builder.md").read_text()
-    for needle in ("## Targets (issue 6)", "CPUs", "DuckDB", "Python", "commit", "## Peak memory"):
+    needles = (
+        "## Targets (issues 6 and 15)", "CPUs", "DuckDB", "Python", "commit", "## Peak memory",
+        "## Spark beside DuckDB", "What would change on a cluster", "users on DuckDB",
+    )  # fmt: skip
+    for needle in needles:
         assert needle in md, needle
     for name in ("phases", "requests", "timeline", "memory"):
         path = smoke / "img" / f"bench-builder-{name}.png"

@@ -87,7 +87,7 @@ def kv_diff(kv: KVClient, files: SampleFiles) -> RemoteDiff:
             kv, computed_items(build, "v3"), schema="v3", extra_prefixes=("u:", "seg:")
         )
     finally:
-        build.con.close()
+        build.close()
 
 
 def assert_kv_equals_plan(kv: KVClient, files: SampleFiles) -> None:

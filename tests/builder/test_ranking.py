@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import duckdb
 import pytest
 
+from builder.engines import DuckDBEngine
 from builder.ranking import HALF_LIFE, Build, RankingOptions, compute
 from builder.sources import load_inputs
 from edgeshelf.schema import GLOBAL_SEGMENT, MAX_SEGMENT_IDS
@@ -32,10 +32,11 @@ def _build(
 ) -> Build:
     ev = write_csv(tmp_path / "events.csv", EVENT_HEADER, events)
     cat = write_csv(tmp_path / "catalog.csv", CATALOG_HEADER, catalog)
-    con = duckdb.connect()
-    stats = load_inputs(con, events=ev, catalog=cat, now=AS_OF + 10)
-    assert stats.max_ts is not None
-    return compute(con, as_of=min(stats.max_ts, AS_OF), options=RankingOptions(**options))  # type: ignore[arg-type]
+    engine = DuckDBEngine()
+    inputs = load_inputs(engine, events=ev, catalog=cat, now=AS_OF + 10)
+    assert inputs.stats.max_ts is not None
+    as_of = min(inputs.stats.max_ts, AS_OF)
+    return compute(engine, inputs, as_of=as_of, options=RankingOptions(**options))  # type: ignore[arg-type]
 
 
 CATALOG = [
@@ -115,7 +116,7 @@ def test_small_language_group_default_comes_from_global_scores(tmp_path: Path) -
         events += [[_uid(i), "n1", T0 - j, "us", "en", 900] for j in range(3)]
     # One German user who watched only g1: their group is below K=4.
     events += [[_uid(30), "g1", T0 - j, "de", "de", 50] for j in range(3)]
-    build = _build(tmp_path, events, CATALOG, min_segment_size=4)
+    build = _build(tmp_path, events, CATALOG, min_segment_size=4, min_video_users=1)
     global_ids = build.segments[GLOBAL_SEGMENT]
     assert global_ids[0] == "n1"
     # m2 is German but unwatched; the German default ranks by global scores, so n1 leads
@@ -130,7 +131,7 @@ def test_language_match_boosts_score(tmp_path: Path) -> None:
     for u in users:
         events += [[u, "m1", T0 - 1, "de", "de", 300], [u, "m2", T0 - 2, "de", "de", 200]]
         events += [[u, "m1", T0 - 3, "de", "de", 10]]
-    build = _build(tmp_path, events, CATALOG, min_segment_size=3)
+    build = _build(tmp_path, events, CATALOG, min_segment_size=3, min_video_users=1)
     assert build.segments["de-de-music"][:2] == ["m2", "m1"]
     assert build.segments[GLOBAL_SEGMENT][:2] == ["m1", "m2"]
 
@@ -140,7 +141,7 @@ def test_top_n_caps_and_orders_without_duplicates(tmp_path: Path) -> None:
     catalog = [[f"v{i:03d}", "music", "en", T0 - i, ""] for i in range(80)]
     events = [[UID3, f"v{i:03d}", T0 - i, "us", "en", 100 + i] for i in range(80)]
     events += [[UID3, "v079", T0 - 5, "us", "en", 1]]
-    build = _build(tmp_path, events, catalog, min_segment_size=1)
+    build = _build(tmp_path, events, catalog, min_segment_size=1, min_video_users=1)
     ids = build.segments["us-en-music"]
     assert len(ids) == MAX_SEGMENT_IDS == len(set(ids))
     assert ids[0] == "v079"
@@ -149,11 +150,56 @@ def test_top_n_caps_and_orders_without_duplicates(tmp_path: Path) -> None:
 def test_global_is_padded_with_newest_videos_when_watches_are_few(tmp_path: Path) -> None:
     """The global shelf is always full when the catalog allows: newest videos fill it."""
     events = [[UID, "s1", T0, "us", "en", 30]]
-    build = _build(tmp_path, events, CATALOG, min_segment_size=1, top_n=4)
+    build = _build(tmp_path, events, CATALOG, min_segment_size=1, top_n=4, min_video_users=1)
     assert build.segments[GLOBAL_SEGMENT] == ["s1", "m1", "m2", "g1"]
 
 
-@pytest.mark.parametrize("bad", [{"top_n": 0}, {"top_n": 51}, {"min_segment_size": 0}])
+def _k_anonymity_events() -> list[list[object]]:
+    """Six German music fans who all watch m1 and m2; one of them also binges n1 for hours."""
+    events: list[list[object]] = []
+    for i in range(6):
+        events += [[_uid(i), "m1", T0 - 10 - i, "de", "de", 300]]
+        events += [[_uid(i), "m2", T0 - 20 - i, "de", "de", 250]]
+        events += [[_uid(i), "m1", T0 - 30 - i, "de", "de", 100]]
+    events += [[_uid(0), "n1", T0 - j, "de", "de", 4 * 3600] for j in range(5)]
+    return events
+
+
+def test_a_video_one_person_watched_stays_off_every_shelf(tmp_path: Path) -> None:
+    """A niche video with one (heavy) viewer reaches no shelf: exact, language default or global."""
+    events = _k_anonymity_events()
+    # top_n=3 keeps the padding with the newest catalog videos from reaching n1 by its date.
+    build = _build(tmp_path, events, CATALOG, min_segment_size=5, top_n=3, min_video_users=5)
+    assert build.segment_sizes["de-de-music"] == 5  # the binger's own bucket is news
+    for seg in ("de-de-music", "de-de-default", GLOBAL_SEGMENT):
+        assert "n1" not in build.segments[seg], seg
+    # With the threshold at one viewer the binge leads every shelf it can reach.
+    loose = _build(tmp_path, events, CATALOG, min_segment_size=5, top_n=3, min_video_users=1)
+    assert loose.segments["de-de-default"][0] == "n1"
+    assert loose.segments[GLOBAL_SEGMENT][0] == "n1"
+
+
+def test_min_video_users_counts_distinct_viewers_not_events(tmp_path: Path) -> None:
+    """Five watches by one user are one viewer: a video needs that many different users."""
+    events = _k_anonymity_events()
+    # n1 has five events but one viewer: a threshold of two keeps it out.
+    build = _build(tmp_path, events, CATALOG, min_segment_size=5, top_n=3, min_video_users=2)
+    assert build.segments[GLOBAL_SEGMENT] == ["m1", "m2", "g1"]
+
+
+def test_shelves_stay_full_from_their_fallback(tmp_path: Path) -> None:
+    """A shelf short of qualifying videos is topped up: exact from default, default from global."""
+    build = _build(tmp_path, _k_anonymity_events(), CATALOG, min_segment_size=5, top_n=4)
+    # Global: the two qualifying videos, then the newest catalog videos (n1 by its date alone).
+    assert build.segments[GLOBAL_SEGMENT] == ["m1", "m2", "g1", "n1"]
+    # German shelves: m2 is German, so boosted; then what global adds.
+    assert build.segments["de-de-default"] == ["m2", "m1", "g1", "n1"]
+    assert build.segments["de-de-music"] == ["m2", "m1", "g1", "n1"]
+
+
+@pytest.mark.parametrize(
+    "bad", [{"top_n": 0}, {"top_n": 51}, {"min_segment_size": 0}, {"min_video_users": 0}]
+)
 def test_options_are_checked(bad: dict[str, int]) -> None:
     """Out-of-range knobs are refused up front."""
     with pytest.raises(ValueError, match=r"must be|required"):
@@ -162,10 +208,13 @@ def test_options_are_checked(bad: dict[str, int]) -> None:
 
 def test_sample_build_has_exact_and_default_segments(small_sample: SampleFiles) -> None:
     """The sample gives exact segments, language defaults for every group, and the global one."""
-    con = duckdb.connect()
-    stats = load_inputs(con, events=small_sample.events, catalog=small_sample.catalog, now=2**31)
-    assert stats.max_ts is not None
-    build = compute(con, as_of=stats.max_ts, options=RankingOptions(min_segment_size=10))
+    engine = DuckDBEngine()
+    inputs = load_inputs(
+        engine, events=small_sample.events, catalog=small_sample.catalog, now=2**31
+    )
+    assert inputs.stats.max_ts is not None
+    options = RankingOptions(min_segment_size=10)
+    build = compute(engine, inputs, as_of=inputs.stats.max_ts, options=options)
     exact = [s for s in build.segments if s != GLOBAL_SEGMENT and not s.endswith("-default")]
     assert len(exact) >= 5
     groups = {r[0:2] for r in ((p[1], p[2]) for p in build.profiles())}
@@ -177,9 +226,9 @@ def test_no_events_still_produces_a_global_shelf(tmp_path: Path) -> None:
     """With an empty events file, only ``global`` is produced, from the newest videos."""
     ev = write_csv(tmp_path / "events.csv", EVENT_HEADER, [])
     cat = write_csv(tmp_path / "catalog.csv", CATALOG_HEADER, CATALOG)
-    con = duckdb.connect()
-    stats = load_inputs(con, events=ev, catalog=cat, now=AS_OF)
-    assert stats.max_ts is None
-    build = compute(con, as_of=AS_OF, options=RankingOptions(top_n=3))
+    engine = DuckDBEngine()
+    inputs = load_inputs(engine, events=ev, catalog=cat, now=AS_OF)
+    assert inputs.stats.max_ts is None
+    build = compute(engine, inputs, as_of=AS_OF, options=RankingOptions(top_n=3))
     assert build.segments == {GLOBAL_SEGMENT: ["m1", "m2", "g1"]}
     assert build.users == 0

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from builder.engines import DuckDBEngine, Engine
 from builder.errors import InputError
-from builder.sources import UID_PATTERN, VIDEO_ID_PATTERN, load_inputs
+from builder.sources import UID_PATTERN, VIDEO_ID_PATTERN, Inputs, load_inputs
 from edgeshelf.schema import valid_uid, valid_video_id
 from tests.builder.helpers import (
     CATALOG_HEADER,
@@ -32,9 +33,15 @@ if TYPE_CHECKING:
 NOW = T0 + 3_600
 
 
-def _load(events: Path, catalog: Path, now: int = NOW) -> tuple[duckdb.DuckDBPyConnection, object]:
-    con = duckdb.connect()
-    return con, load_inputs(con, events=events, catalog=catalog, now=now)
+def _load(events: Path, catalog: Path, now: int = NOW) -> tuple[Engine, Inputs, object]:
+    engine = DuckDBEngine()
+    inputs = load_inputs(engine, events=events, catalog=catalog, now=now)
+    return engine, inputs, inputs.stats
+
+
+def _events(engine: Engine, inputs: Inputs) -> list[tuple[object, ...]]:
+    rows = engine.rows(inputs.events.order_by(list(inputs.events.columns)))
+    return [tuple(r.values()) for r in rows]
 
 
 def _refusal(tmp_path: Path, rows: list[list[object]], *, header: list[str] | None = None,
@@ -52,9 +59,9 @@ def test_sample_parquet_and_csv_load_identically(
     """The same sample as Parquet and as CSV loads into the same events table."""
     tables = []
     for files in (small_sample, small_sample_csv):
-        con, stats = _load(files.events, files.catalog, now=2_000_000_000)
+        engine, inputs, stats = _load(files.events, files.catalog, now=2_000_000_000)
         assert stats.events == files.event_rows  # type: ignore[attr-defined]
-        tables.append(con.execute("SELECT * FROM events ORDER BY ALL").fetchall())
+        tables.append(_events(engine, inputs))
     assert tables[0] == tables[1]
 
 
@@ -66,8 +73,8 @@ def test_timestamps_may_be_iso_strings_with_offsets_or_epoch_seconds(tmp_path: P
     ]
     events = write_csv(tmp_path / "e.csv", EVENT_HEADER, rows)
     cat = write_csv(tmp_path / "c.csv", CATALOG_HEADER, catalog_rows())
-    con, _ = _load(events, cat)
-    got = sorted(r[0] for r in con.execute("SELECT ts FROM events").fetchall())
+    engine, inputs, _ = _load(events, cat)
+    got = sorted(r["ts"] for r in engine.rows(inputs.events))
     assert got == [1_747_987_200.0, float(T0)]
 
 
@@ -117,7 +124,7 @@ def test_timestamp_within_a_day_in_the_future_is_kept(tmp_path: Path) -> None:
     """Producer clock skew of up to a day is tolerated rather than refused."""
     events = write_csv(tmp_path / "e.csv", EVENT_HEADER, [[UID, "v1", NOW + 3_000, "us", "en", 10]])
     cat = write_csv(tmp_path / "c.csv", CATALOG_HEADER, catalog_rows())
-    _, stats = _load(events, cat)
+    _, _, stats = _load(events, cat)
     assert stats.max_ts == NOW + 3_000  # type: ignore[attr-defined]
 
 
@@ -218,7 +225,7 @@ def test_identical_event_rows_count_once(tmp_path: Path) -> None:
     row = [UID, "v1", T0, "us", "en", 5]
     events = write_csv(tmp_path / "e.csv", EVENT_HEADER, [row, row, row])
     cat = write_csv(tmp_path / "c.csv", CATALOG_HEADER, catalog_rows())
-    _, stats = _load(events, cat)
+    _, _, stats = _load(events, cat)
     assert (stats.events, stats.duplicate_events) == (1, 2)  # type: ignore[attr-defined]
 
 

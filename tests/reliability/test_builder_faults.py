@@ -175,7 +175,7 @@ def plan_items(files: SampleFiles) -> dict[str, str]:
     try:
         return {i.key: i.value for i in computed_items(build, "v3")}
     finally:
-        build.con.close()
+        build.close()
 
 
 def dry_run(files: SampleFiles, state: Path) -> jobs.RunResult:

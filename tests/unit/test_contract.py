@@ -129,8 +129,8 @@ def test_any_encodable_shell_pointer_is_followed(name: str, version: str, path: 
 
 def _builder_plan(tmp_path: Path) -> tuple[dict[str, str], dict[str, int], dict[str, list[str]]]:
     """Run the builder's sample, ranking and planning code; return what it would publish."""
-    import duckdb  # noqa: PLC0415 (the builder's dependencies are only needed here)
-
+    # The builder's dependencies (duckdb, ibis) are only needed here.
+    from builder.engines import DuckDBEngine  # noqa: PLC0415
     from builder.plan import PHASES, build_plan, computed_items  # noqa: PLC0415
     from builder.ranking import RankingOptions, compute  # noqa: PLC0415
     from builder.sample import write_sample  # noqa: PLC0415
@@ -138,11 +138,13 @@ def _builder_plan(tmp_path: Path) -> tuple[dict[str, str], dict[str, int], dict[
     from builder.state import State  # noqa: PLC0415
 
     files = write_sample(tmp_path / "sample", users=600, videos=250, events=12_000, seed=3)
-    con = duckdb.connect()
+    engine = DuckDBEngine()
     try:
-        stats = load_inputs(con, events=files.events, catalog=files.catalog, now=NOW)
+        inputs = load_inputs(engine, events=files.events, catalog=files.catalog, now=NOW)
+        stats = inputs.stats
         as_of = min(stats.max_ts if stats.max_ts is not None else NOW, NOW)
-        build = compute(con, as_of=as_of, options=RankingOptions(min_segment_size=K))
+        options = RankingOptions(min_segment_size=K)
+        build = compute(engine, inputs, as_of=as_of, options=options)
         with State(tmp_path / "state.sqlite") as state:
             plan = build_plan(state, computed_items(build, SCHEMA), schema=SCHEMA, now=NOW)
             values: dict[str, str] = {}
@@ -153,7 +155,7 @@ def _builder_plan(tmp_path: Path) -> tuple[dict[str, str], dict[str, int], dict[
                     ttls[key] = ttl
         return values, ttls, build.segments
     finally:
-        con.close()
+        engine.close()
 
 
 @pytest.mark.cpython_only
