@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from builder.cloudflare import BulkPair, KVClient
+from builder.cloudflare import MAX_BULK_GET, BulkPair, KVClient
 from builder.errors import APIError, InputError
 from builder.limiter import DEFAULT_LIMIT, SlidingWindowLimiter
 from builder.publish import PublishOptions, Retrier
@@ -31,7 +31,14 @@ from edgeshelf.experiment import (
     parse_experiment,
     treatment_schema,
 )
-from edgeshelf.schema import EXPERIMENT_KEY, GLOBAL_SEGMENT, decode_segment, segment_key
+from edgeshelf.schema import (
+    EXPERIMENT_KEY,
+    GLOBAL_SEGMENT,
+    SEGMENT_PREFIX,
+    decode_segment,
+    segment_key,
+    segment_key_schema,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -39,8 +46,10 @@ if TYPE_CHECKING:
 __all__ = [
     "ActiveExperiment",
     "SetResult",
+    "invalid_reason",
     "load_experiment_file",
     "read_experiment",
+    "read_segments",
     "set_experiment",
     "stop_experiment",
 ]
@@ -93,6 +102,19 @@ def load_experiment_file(path: Path) -> Experiment:
         return parse_experiment(obj)
     except ValueError as exc:
         raise InputError(str(exc), file=where) from exc
+
+
+def invalid_reason(text: str | None) -> str:
+    """Why a stored document does not validate (what ``experiment show`` reports)."""
+    if text is None:
+        return "missing"
+    if len(text) > MAX_EXPERIMENT_BYTES:
+        return f"over {MAX_EXPERIMENT_BYTES} bytes"
+    try:
+        parse_experiment(json.loads(text))
+    except (ValueError, RecursionError) as exc:
+        return str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+    return "valid"
 
 
 def _retrier(rate_limit: int, options: PublishOptions | None) -> Retrier:
@@ -182,3 +204,33 @@ def stop_experiment(
     if failed:
         raise APIError(f"{EXPERIMENT_KEY} was not deleted: {error}")
     return before
+
+
+def read_segments(
+    kv: KVClient,
+    seg_schema: str,
+    *,
+    rate_limit: int = DEFAULT_LIMIT,
+    options: PublishOptions | None = None,
+) -> dict[str, list[str]]:
+    """Every published segment of ``seg_schema``: segment id -> video ids (invalid ones left out).
+
+    What a ``schema:vN`` arm serves, for the report: one listing plus a bulk read per 100 keys.
+    """
+    retrier = _retrier(rate_limit, options)
+    keys: list[str] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = retrier.call(functools.partial(kv.list_keys_page, SEGMENT_PREFIX, cursor))
+        keys.extend(k.name for k in page if segment_key_schema(k.name) == seg_schema)
+        if cursor is None:
+            break
+    out: dict[str, list[str]] = {}
+    for start in range(0, len(keys), MAX_BULK_GET):
+        chunk = keys[start : start + MAX_BULK_GET]
+        values = retrier.call(functools.partial(kv.bulk_get, chunk))
+        for key, text in values.items():
+            segment = decode_segment(text, seg_schema) if text is not None else None
+            if segment is not None:
+                out[key[len(SEGMENT_PREFIX) : -len(seg_schema) - 1]] = segment["ids"]
+    return out

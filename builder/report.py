@@ -297,6 +297,7 @@ def _per_user(con: duckdb.DuckDBPyConnection, since: int) -> dict[str, NDArray[A
         LEFT JOIN shelf_videos s ON s.shelf = a.shelf AND s.video_id = e.video_id
         WHERE e.ts >= {int(since)}
         GROUP BY e.user_id, a.arm
+        ORDER BY e.user_id  -- a fixed order: the bootstrap's seeded resamples index into it
         """
     ).fetchnumpy()
 
