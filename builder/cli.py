@@ -42,6 +42,7 @@ from builder.ranking import MIN_SEGMENT_SIZE, RankingOptions
 from builder.report import ReportSettings, compute_report
 from builder.report_render import print_report, write_page
 from builder.sample import write_sample
+from builder.simulate import simulate_experiment
 from builder.state import DEFAULT_STATE
 from edgeshelf.experiment import Experiment, treatment_schema
 
@@ -289,13 +290,49 @@ def main() -> None:
 @click.option("--events", type=click.IntRange(0), default=100_000, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet")
+@click.option(
+    "--experiment",
+    "experiment_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also SIMULATE this experiment after the sample: visitors who respond to their shelf.",
+)
+@click.option(
+    "--lift",
+    type=click.FloatRange(min=-0.99),
+    default=0.15,
+    show_default=True,
+    help="The simulated lift in watches of personalized arms over control.",
+)
+@click.option("--window-days", type=click.IntRange(1, 90), default=7, show_default=True)
 def sample(
-    out: Path, users: int, videos: int, events: int, seed: int, fmt: Literal["parquet", "csv"]
+    out: Path,
+    users: int,
+    videos: int,
+    events: int,
+    seed: int,
+    fmt: Literal["parquet", "csv"],
+    experiment_file: Path | None,
+    lift: float,
+    window_days: int,
 ) -> None:
     """Write a deterministic, realistic sample data set (events + catalog)."""
-    files = write_sample(out, users=users, videos=videos, events=events, seed=seed, fmt=fmt)
-    click.echo(f"wrote {files.events} ({files.event_rows} events, {files.users} users)")
-    click.echo(f"wrote {files.catalog} ({files.videos} videos)")
+
+    def body() -> None:
+        doc = None if experiment_file is None else experiments.load_experiment_file(experiment_file)
+        files = write_sample(out, users=users, videos=videos, events=events, seed=seed, fmt=fmt)
+        click.echo(f"wrote {files.events} ({files.event_rows} events, {files.users} users)")
+        click.echo(f"wrote {files.catalog} ({files.videos} videos)")
+        if doc is not None:
+            sim = simulate_experiment(files, doc, lift=lift, days=window_days, seed=seed)
+            click.echo(
+                f"SIMULATED experiment {sim.experiment}: {sim.window_events} watches by "
+                f"{sim.users} users over {sim.days} days from {sim.started_at}, added to "
+                f"{files.events}; true lift in watches per user vs {sim.baseline}: "
+                + ", ".join(f"{a} {r:+.1%}" for a, r in sim.true_relative.items())
+                + f" (recorded in {files.events.parent / 'simulation.json'})"
+            )
+
+    _run_guarded(body)
 
 
 @main.command()
