@@ -657,7 +657,10 @@ def _epoch(value: str | None) -> int | None:
 @click.option("--top-n", type=click.IntRange(1, 50), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
-    "--out", type=click.Path(path_type=Path), help="Also write an .html or .md page with plots."
+    "--out",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Also write the report to an .html or .md page with plots, or to .json; repeatable.",
 )
 @_WRANGLER_OPTION
 @click.pass_context
@@ -665,9 +668,10 @@ def report(ctx: click.Context, /, **kw: Any) -> None:
     """Lift per arm of the experiment, with intervals, differences and a sample-ratio check."""
 
     def body() -> None:
-        out: Path | None = kw["out"]
-        if out is not None and out.suffix.lower() not in (".html", ".htm", ".md", ".markdown"):
-            raise ConfigError(f"--out must end in .html or .md, got {out.name!r}")
+        outs: tuple[Path, ...] = kw["out"]
+        for out in outs:
+            if out.suffix.lower() not in (".html", ".htm", ".md", ".markdown", ".json"):
+                raise ConfigError(f"--out must end in .html, .md or .json, got {out.name!r}")
         since = _epoch(kw["since"])
         if kw["experiment_file"] is not None:
             exp = experiments.load_experiment_file(kw["experiment_file"])
@@ -701,8 +705,13 @@ def report(ctx: click.Context, /, **kw: Any) -> None:
             start = since if since is not None else exp.get("started_at")
             exposures = read_exposures(kw["exposures"], exp, since=start)
         result = compute_report(settings, exposures)
-        if out is not None:
-            written = write_page(result, out)
+        for out in outs:
+            if out.suffix.lower() == ".json":
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(result.as_dict(), sort_keys=True) + "\n")
+                written = [out]
+            else:
+                written = write_page(result, out)
             _stderr().print(Text("wrote " + ", ".join(str(p) for p in written)), soft_wrap=True)
         _emit(result.as_dict(), kw["as_json"], lambda: print_report(result, Console()))
 
