@@ -18,8 +18,12 @@ watches over that many days (their sample events scaled from the sample's 30 day
 
 So a user's expected watches are ``(1 + o) * (1 + r)``: a personalized user watches
 ``1 + lift`` times what the same user would under ``control``, and the expected difference of
-watches per user is ``mean(1 + o) * (r_arm - r_baseline)`` over all users. ``simulation.json``
-records these true values next to the events.
+watches per user is ``mean(1 + o) * (r_arm - r_baseline)`` over all users (``true_difference``).
+Which users land in which arm is itself a draw (a few heavy users more in one arm move its
+mean), so ``simulation.json`` also records the expected difference **given the arms' actual
+users**, ``mean over the arm of (1 + o) * (1 + r)`` minus the baseline's: what the report's
+difference estimates for this very sample, up to the Poisson noise of the watches. A report
+whose 95% interval misses it has placed users, windows or watches wrongly.
 """
 
 # ruff: noqa: S608  # SQL over file paths this module writes, quoted by _quote()
@@ -70,6 +74,7 @@ class Simulation:
     expected_watches_per_user: dict[str, float]
     true_difference: dict[str, float]  # watches per user, arm minus baseline
     true_relative: dict[str, float]
+    expected_difference_given_arms: dict[str, float]
     users: int
     window_events: int
     simulated: bool = True
@@ -216,6 +221,12 @@ def _draw(
     baseline = baseline_arm(experiment)
     mean_o = float(np.mean(1 + organic_rate)) if len(idx) else 0.0
     expected = {name: mean_o * (1 + r) for name, r in rates.items()}
+    per_user = (1 + organic_rate) * (1 + np.array(rate))
+    arm_names = np.array(arm_of, dtype=object)
+    given = {
+        name: float(np.mean(per_user[arm_names == name])) if np.any(arm_names == name) else 0.0
+        for name in rates
+    }
     sim = Simulation(
         experiment=experiment["name"],
         started_at=start,
@@ -228,6 +239,9 @@ def _draw(
         true_difference={n: expected[n] - expected[baseline] for n in rates if n != baseline},
         true_relative={
             n: (1 + rates[n]) / (1 + rates[baseline]) - 1 for n in rates if n != baseline
+        },
+        expected_difference_given_arms={
+            n: given[n] - given[baseline] for n in rates if n != baseline
         },
         users=len(idx),
         window_events=len(all_users),
