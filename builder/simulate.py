@@ -3,7 +3,8 @@
 For demos and tests of the lift report only: the effect is put in by construction, so the
 report can be checked against a lift that is known. Nothing here describes real visitors.
 
-After a sample's events (:mod:`builder.sample`) the experiment runs for ``days``. Every user
+After a sample's events (:mod:`builder.sample`) the experiment runs for ``days``, from its
+``started_at`` or one second after the last event. Every user
 of the sample is placed in an arm with :func:`edgeshelf.experiment.assign` and shown the shelf
 their arm shows (:func:`builder.shelves.shown_shelf`, over the build of the events before the
 window: the same reconstruction the report makes). With ``o`` the user's usual number of
@@ -105,7 +106,7 @@ def _read_base(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, NDArray[
         else f"read_csv({_quote(path)}, header = true)"
     )
     return con.execute(
-        f"SELECT user_id::VARCHAR AS user_id, video_id::VARCHAR AS video_id, "
+        f"SELECT user_id::VARCHAR AS user_id, video_id::VARCHAR AS video_id, epoch(ts) AS ts, "
         f"watch_seconds::DOUBLE AS watch_seconds, country::VARCHAR AS country, "
         f"lang::VARCHAR AS lang FROM {reader} ORDER BY user_id, ts, video_id"
     ).fetchnumpy()
@@ -123,28 +124,33 @@ def simulate_experiment(
     schema: str = "v3",
     ranking: RankingOptions | None = None,
 ) -> Simulation:
-    """Append ``days`` of simulated watches after ``end`` to ``files.events``; see the module."""
+    """Append ``days`` of simulated watches to ``files.events``; see the module.
+
+    The window starts at the experiment's ``started_at``, or one second after the sample's last
+    event; ``end`` only stands in for that event when the sample has none.
+    """
     experiment = parse_experiment(experiment)
-    start = experiment.get("started_at", end)
-    if start < end:
-        raise ConfigError(f"started_at {start} is before the sample's last event ({end})")
     if not (days >= 1 and lift > -1 and control_rate >= 0):
         raise ConfigError("days >= 1, lift > -1 and control_rate >= 0 required")
-    run = jobs.RunSettings(
-        events=files.events,
-        catalog=files.catalog,
-        schema=schema,
-        ranking=ranking or RankingOptions(),
-    )
-    build, _ = jobs.load_build(run, start, jobs.Silent())
-    try:
-        profiles = [(uid, (c, lang, b)) for uid, c, lang, b, *_ in build.profiles()]
-        segments = {schema: build.segments}
-    finally:
-        build.con.close()
     con = duckdb.connect()
     try:
         base = _read_base(con, files.events)
+        last = int(base["ts"].max()) if len(base["ts"]) else end
+        start = experiment.get("started_at", last + 1)
+        if start <= last:
+            raise ConfigError(f"started_at {start} is not after the sample's last event ({last})")
+        run = jobs.RunSettings(
+            events=files.events,
+            catalog=files.catalog,
+            schema=schema,
+            ranking=ranking or RankingOptions(),
+        )
+        build, _ = jobs.load_build(run, start, jobs.Silent())
+        try:
+            profiles = [(uid, (c, lang, b)) for uid, c, lang, b, *_ in build.profiles()]
+            segments = {schema: build.segments}
+        finally:
+            build.con.close()
         rng = np.random.default_rng([seed, 16])
         window, sim = _draw(base, profiles, segments, experiment, schema, rng, start, days, lift,
                             control_rate)  # fmt: skip
@@ -265,7 +271,7 @@ def _append(con: duckdb.DuckDBPyConnection, events: Path, window: dict[str, NDAr
         os.replace(tmp, events)
         return
     with events.open("a", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
+        writer = csv.writer(fh, lineterminator="\n")  # as DuckDB wrote the rest
         for i in np.argsort(window["ts"], kind="stable"):
             when = np.datetime64(int(window["ts"][i]), "s").astype(str) + "Z"
             writer.writerow(

@@ -19,6 +19,7 @@ it is ``None``, never a made-up number.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -117,8 +118,12 @@ def mean_difference(x: NDArray[np.float64], base: NDArray[np.float64]) -> Compar
     if np.ptp(x) == 0 and np.ptp(base) == 0:
         # Both arms constant: the difference is exact, and a t-test has nothing to say.
         return Comparison(diff, diff, diff, 1.0 if diff == 0 else None, rel)
-    res = stats.ttest_ind(x, base, equal_var=False)
-    ci = res.confidence_interval(CONFIDENCE)
+    with warnings.catch_warnings():
+        # One arm constant (all users watched once, say): its variance is exactly 0, which
+        # Welch's test handles; scipy's precision check warns about it all the same.
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        res = stats.ttest_ind(x, base, equal_var=False)
+        ci = res.confidence_interval(CONFIDENCE)
     return Comparison(diff, _num(ci.low), _num(ci.high), _num(res.pvalue), rel)
 
 

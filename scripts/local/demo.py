@@ -36,7 +36,6 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from builder.sample import DEFAULT_END
 from edgeshelf import schema
 from edgeshelf.experiment import Experiment, assign, decode_experiment
 
@@ -45,12 +44,12 @@ SHELL_FILE = ROOT / "scripts" / "local" / "shells" / "home.html"
 COOKIE = "es_uid"
 LEVELS = ("exact", "lang-default", "global", "none")
 KNOWN_USERS = 4
-# The demo's experiment: it starts where the sample's events end, and the sample simulates
-# its window with a known lift of LIFT in watches per user (builder/simulate.py).
+# The demo's experiment: the sample simulates its window, right after the sample's events, with
+# a known lift of LIFT in watches per user (builder/simulate.py); `experiment set` then records
+# the window's start as started_at.
 EXPERIMENT: Experiment = {
     "name": "demo-shelf",
     "salt": "demo1",
-    "started_at": DEFAULT_END,
     "arms": [
         {"name": "personalized", "weight": 90, "treatment": "personalized"},
         {"name": "control", "weight": 10, "treatment": "control"},
@@ -607,11 +606,14 @@ def _experiment(
 ) -> list[Check]:
     """Start the experiment, collect exposures, run the lift report, stop the experiment."""
     workdir = data.parent
+    simulation = json.loads((data / "simulation.json").read_text())
     step(console, 5, "Experiment: 90/10 personalized/control (edgeshelf-builder experiment set)")
+    document: Experiment = {**EXPERIMENT, "started_at": int(simulation["started_at"])}
+    (workdir / "experiment.json").write_text(json.dumps(document, indent=2) + "\n")
     builder(console, ["experiment", "set", str(workdir / "experiment.json")], env)
     stored = decode_experiment(kv.get(schema.EXPERIMENT_KEY))
     checks: list[Check] = [
-        ("exp:active holds the experiment as set", stored == EXPERIMENT, True),
+        ("exp:active holds the experiment as set", stored == document, True),
     ]
     visit_checks, expected = _exposure_visits(console, stack, kv, http)
     checks += visit_checks
@@ -619,7 +621,6 @@ def _experiment(
     logs.write_text("".join(json.dumps(r) + "\n" for r in stack.worker_logs()))
 
     step(console, 6, "Lift report on the sample (edgeshelf-builder report)")
-    simulation = json.loads((data / "simulation.json").read_text())
     truth = float(simulation["expected_difference_given_arms"]["personalized"])
     console.print(
         f"[bold]SIMULATED[/] window: {simulation['users']} sample users over "
