@@ -17,7 +17,13 @@ from click.testing import CliRunner, Result
 from builder.cli import main
 from edgeshelf.experiment import Experiment, decode_experiment
 from edgeshelf.schema import EXPERIMENT_KEY, encode_segment, segment_key
-from tests.builder.helpers import CATALOG_HEADER, EVENT_HEADER, T0, write_csv
+from tests.builder.helpers import (
+    CATALOG_HEADER,
+    EVENT_HEADER,
+    EXAMPLE_EXPERIMENT,
+    T0,
+    write_csv,
+)
 from tests.builder.test_report import uids_in
 from tests.conftest import start_stack
 
@@ -29,14 +35,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.runtime
 
-DOC: Experiment = {
-    "name": "shelf-2026-12",
-    "salt": "a1",
-    "arms": [
-        {"name": "control", "weight": 10, "treatment": "control"},
-        {"name": "personalized", "weight": 90, "treatment": "personalized"},
-    ],
-}
+DOC = EXAMPLE_EXPERIMENT
 
 
 @pytest.fixture(scope="module")

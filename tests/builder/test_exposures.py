@@ -11,23 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from builder.exposures import MAX_LINE_BYTES, count_exposures, read_exposures
+from tests.builder.helpers import EXAMPLE_EXPERIMENT
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from edgeshelf.experiment import Experiment
-
-EXP: Experiment = {
-    "name": "shelf-test",
-    "salt": "a1",
-    "arms": [
-        {"name": "control", "weight": 10, "treatment": "control"},
-        {"name": "personalized", "weight": 90, "treatment": "personalized"},
-    ],
-}
+EXP = EXAMPLE_EXPERIMENT
 
 
-def request(exp: object = "shelf-test", arm: object = "control", **extra: Any) -> dict[str, Any]:
+def request(exp: object = "shelf-2026-12", arm: object = "control", **extra: Any) -> dict[str, Any]:
     """A request record as the Worker logs it (no visitor ID, ever)."""
     return {"event": "edgeshelf.request", "segment": "global", "fallback": 2, "exp": exp,
             "arm": arm, **extra}  # fmt: skip

@@ -13,20 +13,14 @@ from builder.errors import ConfigError
 from builder.report import ReportSettings, compute_report
 from builder.sample import DEFAULT_END, write_sample
 from builder.simulate import simulate_experiment
+from tests.builder.helpers import EXAMPLE_EXPERIMENT
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from edgeshelf.experiment import Experiment
 
-EXP: Experiment = {
-    "name": "sim",
-    "salt": "s1",
-    "arms": [
-        {"name": "personalized", "weight": 80, "treatment": "personalized"},
-        {"name": "control", "weight": 20, "treatment": "control"},
-    ],
-}
+EXP: Experiment = {**EXAMPLE_EXPERIMENT, "name": "sim"}
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])

@@ -26,7 +26,13 @@ from click.testing import CliRunner, Result
 from builder.cli import main
 from edgeshelf.experiment import Experiment, assign
 from edgeshelf.schema import EXPERIMENT_KEY
-from tests.builder.helpers import CATALOG_HEADER, EVENT_HEADER, T0, write_csv
+from tests.builder.helpers import (
+    CATALOG_HEADER,
+    EVENT_HEADER,
+    EXAMPLE_EXPERIMENT,
+    T0,
+    write_csv,
+)
 from tests.conftest import start_stack
 from tests.reliability.conftest import scale
 
@@ -40,14 +46,7 @@ pytestmark = pytest.mark.runtime
 
 VIEWS = scale(20, 200)  # page views around each attempt
 LOG_LINES = scale(2_000, 200_000)
-RUNNING: Experiment = {
-    "name": "running",
-    "salt": "r1",
-    "arms": [
-        {"name": "control", "weight": 10, "treatment": "control"},
-        {"name": "personalized", "weight": 90, "treatment": "personalized"},
-    ],
-}
+RUNNING: Experiment = {**EXAMPLE_EXPERIMENT, "name": "running"}
 
 
 @pytest.fixture(scope="module")
