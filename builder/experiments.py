@@ -218,13 +218,9 @@ def read_segments(
     What a ``schema:vN`` arm serves, for the report: one listing plus a bulk read per 100 keys.
     """
     retrier = _retrier(rate_limit, options)
-    keys: list[str] = []
-    cursor: str | None = None
-    while True:
-        page, cursor = retrier.call(functools.partial(kv.list_keys_page, SEGMENT_PREFIX, cursor))
-        keys.extend(k.name for k in page if segment_key_schema(k.name) == seg_schema)
-        if cursor is None:
-            break
+    # A failed page retries the whole listing: simple, and a report can afford it.
+    listed = retrier.call(lambda: [k.name for k in kv.list_keys(SEGMENT_PREFIX)])
+    keys = [name for name in listed if segment_key_schema(name) == seg_schema]
     out: dict[str, list[str]] = {}
     for start in range(0, len(keys), MAX_BULK_GET):
         chunk = keys[start : start + MAX_BULK_GET]
