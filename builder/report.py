@@ -414,8 +414,11 @@ def _warnings(report: Report) -> list[str]:
     if report.inputs["events_in_window"] == 0:
         out.append("no watch events in the window: nothing to compare")
     for arm in report.arms:
-        if arm.weight == 0 and arm.users:
-            out.append(f"arm {arm.name} has weight 0 but {arm.users} users")
+        if arm.weight == 0 and (arm.users or arm.exposures):
+            out.append(
+                f"arm {arm.name} has weight 0 but {arm.users} users and "
+                f"{arm.exposures or 0} exposures (was the document changed during the window?)"
+            )
         elif 0 < arm.users < 2:
             out.append(f"arm {arm.name} has {arm.users} user: no interval")
     exp = report.exposures
