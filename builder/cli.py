@@ -8,6 +8,7 @@ summary to stdout (``--json`` for machines). The API token is never printed.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -32,18 +33,23 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from builder import jobs
+from builder import experiments, jobs
 from builder.cloudflare import KVClient, make_http_client
 from builder.config import Target, load_target, served_schema
 from builder.engines import DEFAULT_ENGINE, ENGINES, EngineSettings
-from builder.errors import BuilderError, PublishIncompleteError
+from builder.errors import BuilderError, ConfigError, PublishIncompleteError
+from builder.exposures import read_exposures
 from builder.guards import MAX_DELETE_FRACTION
 from builder.limiter import DEFAULT_LIMIT
 from builder.publish import PublishOptions
 from builder.ranking import MIN_SEGMENT_SIZE, MIN_VIDEO_USERS, RankingOptions
+from builder.report import ReportSettings, compute_report
+from builder.report_render import print_report, write_page
 from builder.reporting import Silent
 from builder.sample import write_sample
+from builder.simulate import simulate_experiment
 from builder.state import DEFAULT_STATE
+from edgeshelf.experiment import Experiment, treatment_schema
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -353,13 +359,49 @@ def main() -> None:
 @click.option("--events", type=click.IntRange(0), default=100_000, show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet")
+@click.option(
+    "--experiment",
+    "experiment_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also SIMULATE this experiment after the sample: visitors who respond to their shelf.",
+)
+@click.option(
+    "--lift",
+    type=click.FloatRange(min=-0.99),
+    default=0.15,
+    show_default=True,
+    help="The simulated lift in watches of personalized arms over control.",
+)
+@click.option("--window-days", type=click.IntRange(1, 90), default=7, show_default=True)
 def sample(
-    out: Path, users: int, videos: int, events: int, seed: int, fmt: Literal["parquet", "csv"]
+    out: Path,
+    users: int,
+    videos: int,
+    events: int,
+    seed: int,
+    fmt: Literal["parquet", "csv"],
+    experiment_file: Path | None,
+    lift: float,
+    window_days: int,
 ) -> None:
     """Write a deterministic, realistic sample data set (events + catalog)."""
-    files = write_sample(out, users=users, videos=videos, events=events, seed=seed, fmt=fmt)
-    click.echo(f"wrote {files.events} ({files.event_rows} events, {files.users} users)")
-    click.echo(f"wrote {files.catalog} ({files.videos} videos)")
+
+    def body() -> None:
+        doc = None if experiment_file is None else experiments.load_experiment_file(experiment_file)
+        files = write_sample(out, users=users, videos=videos, events=events, seed=seed, fmt=fmt)
+        click.echo(f"wrote {files.events} ({files.event_rows} events, {files.users} users)")
+        click.echo(f"wrote {files.catalog} ({files.videos} videos)")
+        if doc is not None:
+            sim = simulate_experiment(files, doc, lift=lift, days=window_days, seed=seed)
+            click.echo(
+                f"SIMULATED experiment {sim.experiment}: {sim.window_events} watches by "
+                f"{sim.users} users over {sim.days} days from {sim.started_at}, added to "
+                f"{files.events}; true lift in watches per user vs {sim.baseline}: "
+                + ", ".join(f"{a} {r:+.1%}" for a, r in sim.true_relative.items())
+                + f" (recorded in {files.events.parent / 'simulation.json'})"
+            )
+
+    _run_guarded(body)
 
 
 @main.command()
@@ -544,6 +586,224 @@ def status(state: Path, as_json: bool) -> None:
                     click.echo(f"  stopped by: {last['error']}")
 
         _emit(info, as_json, human)
+
+    _run_guarded(body)
+
+
+# --- experiments (issue 16) -------------------------------------------------------------------
+
+_WRANGLER_OPTION = click.option(
+    "--wrangler",
+    type=click.Path(path_type=Path),
+    default=Path("wrangler.toml"),
+    show_default=True,
+    help="Where to find the namespace id if EDGESHELF_KV_NAMESPACE_ID is unset.",
+)
+
+
+def _arms_line(exp: Experiment) -> str:
+    return ", ".join(f"{a['name']} {a['weight']} → {a['treatment']}" for a in exp["arms"])
+
+
+@main.group()
+def experiment() -> None:
+    """Start, show and stop the experiment the Worker serves (KV key exp:active)."""
+
+
+@experiment.command("set")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@_WRANGLER_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the published document as JSON.")
+@click.pass_context
+def experiment_set(ctx: click.Context, file: Path, wrangler: Path, as_json: bool) -> None:
+    """Validate FILE and publish it as the active experiment (records started_at)."""
+
+    def body() -> None:
+        doc = experiments.load_experiment_file(file)
+        _, kv, http = _target(ctx, wrangler)
+        with http:
+            result = experiments.set_experiment(kv, doc, source=str(file))
+        exp, old = result.experiment, result.replaced
+        if old is not None and old["name"] != exp["name"]:
+            _LineReporter(_stderr()).warn(f"replaced the running experiment {old['name']}")
+        started = "kept from the running experiment" if result.kept_start else "recorded"
+
+        def human() -> None:
+            click.echo(f"exp:active ← {exp['name']} (salt {exp['salt']}): {_arms_line(exp)}")
+            click.echo(f"started_at {exp['started_at']} ({started})")
+            click.echo("Workers see it within about a minute (KV propagation and their memo)")
+
+        _emit(dict(exp), as_json, human)
+
+    _run_guarded(body)
+
+
+@experiment.command("stop")
+@_WRANGLER_OPTION
+@click.pass_context
+def experiment_stop(ctx: click.Context, wrangler: Path) -> None:
+    """Remove the active experiment: everyone gets the personalized shelf again."""
+
+    def body() -> None:
+        _, kv, http = _target(ctx, wrangler)
+        with http:
+            before = experiments.stop_experiment(kv)
+        if before.experiment is not None:
+            click.echo(f"stopped {before.experiment['name']}; exp:active deleted")
+        elif before.present:
+            click.echo("deleted exp:active (it held an invalid document)")
+        else:
+            click.echo("no experiment was active")
+
+    _run_guarded(body)
+
+
+@experiment.command("show")
+@_WRANGLER_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the document as JSON.")
+@click.pass_context
+def experiment_show(ctx: click.Context, wrangler: Path, as_json: bool) -> None:
+    """Print the active experiment (exit 1 if exp:active holds an invalid document)."""
+
+    def body() -> None:
+        _, kv, http = _target(ctx, wrangler)
+        with http:
+            active = experiments.read_experiment(kv)
+        exp = active.experiment
+        data: dict[str, Any] = {"active": exp is not None, "experiment": exp}
+        if active.present and exp is None:
+            data["invalid"] = experiments.invalid_reason(active.raw)
+
+        def human() -> None:
+            if exp is None and not active.present:
+                click.echo("no experiment is active: every visitor gets the personalized shelf")
+                return
+            if exp is None:
+                return
+            table = Table(title=f"{exp['name']} (salt {exp['salt']})", title_justify="left")
+            for col in ("arm", "weight", "share", "treatment"):
+                table.add_column(col, justify="right" if col in ("weight", "share") else "left")
+            total = sum(a["weight"] for a in exp["arms"])
+            for a in exp["arms"]:
+                share = f"{a['weight'] / total:.1%}"
+                table.add_row(a["name"], str(a["weight"]), share, a["treatment"])
+            Console(highlight=False).print(table)
+            click.echo(f"started_at {exp.get('started_at', '(not recorded)')}")
+
+        _emit(data, as_json, human)
+        if "invalid" in data:
+            _fail(
+                ValueError(
+                    f"exp:active holds an invalid document ({data['invalid']}); the Worker "
+                    "ignores it and serves everyone personalized: run `experiment set` or `stop`"
+                ),
+                1,
+            )
+
+    _run_guarded(body)
+
+
+def _epoch(value: str | None) -> int | None:
+    """``--since``: epoch seconds or an ISO 8601 date/time (UTC unless it has an offset)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(f"--since must be epoch seconds or ISO 8601, got {value!r}") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp())
+
+
+@main.command()
+@click.option("--events", type=click.Path(path_type=Path), required=True, help="Watch events.")
+@click.option("--catalog", type=click.Path(path_type=Path), required=True, help="Video catalog.")
+@click.option(
+    "--exposures",
+    type=click.Path(path_type=Path, exists=True),
+    multiple=True,
+    help="Worker logs (JSON lines or Logpush; files, .gz, or directories); repeatable.",
+)
+@click.option("--since", help="Window start (epoch seconds or ISO 8601); default: started_at.")
+@click.option(
+    "--experiment",
+    "experiment_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The experiment document (default: read exp:active from KV).",
+)
+@click.option("--baseline", help="Arm to compare with (default: the control arm, else the first).")
+@click.option("--schema", default="v3", show_default=True, help="The Worker's SEGMENT_SCHEMA.")
+@click.option(
+    "--min-segment-size",
+    type=click.IntRange(1),
+    default=MIN_SEGMENT_SIZE,
+    show_default=True,
+    help="K, as the builder runs with it.",
+)
+@click.option("--top-n", type=click.IntRange(1, 50), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Also write the report to an .html or .md page with plots, or to .json; repeatable.",
+)
+@_WRANGLER_OPTION
+@click.pass_context
+def report(ctx: click.Context, /, **kw: Any) -> None:
+    """Lift per arm of the experiment, with intervals, differences and a sample-ratio check."""
+
+    def body() -> None:
+        outs: tuple[Path, ...] = kw["out"]
+        for out in outs:
+            if out.suffix.lower() not in (".html", ".htm", ".md", ".markdown", ".json"):
+                raise ConfigError(f"--out must end in .html, .md or .json, got {out.name!r}")
+        since = _epoch(kw["since"])
+        if kw["experiment_file"] is not None:
+            exp = experiments.load_experiment_file(kw["experiment_file"])
+        else:
+            _, kv, http = _target(ctx, kw["wrangler"])
+            with http:
+                active = experiments.read_experiment(kv)
+            if active.experiment is None:
+                state = "holds an invalid document" if active.present else "is not set"
+                raise ConfigError(f"exp:active {state}: give --experiment FILE")
+            exp = active.experiment
+        wanted = {treatment_schema(a["treatment"]) for a in exp["arms"]} - {None, kw["schema"]}
+        schema_shelves = {}
+        if wanted:
+            _, kv, http = _target(ctx, kw["wrangler"])
+            with http:
+                for seg_schema in sorted(s for s in wanted if s is not None):
+                    schema_shelves[seg_schema] = experiments.read_segments(kv, seg_schema)
+        settings = ReportSettings(
+            events=kw["events"],
+            catalog=kw["catalog"],
+            experiment=exp,
+            since=since,
+            baseline=kw["baseline"],
+            schema=kw["schema"],
+            ranking=RankingOptions(min_segment_size=kw["min_segment_size"], top_n=kw["top_n"]),
+            schema_shelves=schema_shelves,
+        )
+        exposures = None
+        if kw["exposures"]:
+            start = since if since is not None else exp.get("started_at")
+            exposures = read_exposures(kw["exposures"], exp, since=start)
+        result = compute_report(settings, exposures)
+        for out in outs:
+            if out.suffix.lower() == ".json":
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(result.as_dict(), sort_keys=True) + "\n")
+                written = [out]
+            else:
+                written = write_page(result, out)
+            _stderr().print(Text("wrote " + ", ".join(str(p) for p in written)), soft_wrap=True)
+        _emit(result.as_dict(), kw["as_json"], lambda: print_report(result, Console()))
 
     _run_guarded(body)
 

@@ -142,11 +142,6 @@ class Build:
         """Release the engine the build lives in."""
         self.engine.close()
 
-    @property
-    def con(self) -> Engine:
-        """The engine, under the name callers of the DuckDB-only build used (``.con.close()``)."""
-        return self.engine
-
 
 def _lookups(
     engine: Engine, prefix: str, columns: dict[str, tuple[ir.Column, Callable[[object], str]]]

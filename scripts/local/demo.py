@@ -5,8 +5,11 @@ stack starts (the Worker in workerd, the local v4 KV API, the origin stand-in) a
 publishes the page shell; (3) the builder computes and publishes profiles and segments;
 (4) the homepage is requested as several visitors, each shelf is checked against what the
 builder published (read back through the v4 API), and the metrics are computed from the
-Worker's JSON logs. Then it keeps serving until Ctrl-C; ``--once`` exits after the checks, 0
-only if every check held.
+Worker's JSON logs; (5) an experiment starts (90/10 personalized/control), sample users visit
+and the Worker's log lines are kept as exposures; (6) the builder's lift report runs on the
+sample, whose window holds SIMULATED visitors with a known lift, and the lift must lie inside
+the report's interval; then the experiment is stopped. Then it keeps serving until Ctrl-C;
+``--once`` exits after the checks, 0 only if every check held.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from edgeshelf import schema
+from edgeshelf.experiment import Experiment, assign, decode_experiment
 from edgeshelf.profile import Audience
 from edgeshelf.segments import LEVELS, chain_for
 
@@ -41,6 +45,19 @@ ROOT = Path(__file__).resolve().parents[2]
 SHELL_FILE = ROOT / "scripts" / "local" / "shells" / "home.html"
 COOKIE = "es_uid"
 KNOWN_USERS = 4
+# The demo's experiment: the sample simulates its window, right after the sample's events, with
+# a known lift of LIFT in watches per user (builder/simulate.py); `experiment set` then records
+# the window's start as started_at.
+EXPERIMENT: Experiment = {
+    "name": "demo-shelf",
+    "salt": "demo1",
+    "arms": [
+        {"name": "personalized", "weight": 90, "treatment": "personalized"},
+        {"name": "control", "weight": 10, "treatment": "control"},
+    ],
+}
+LIFT = 0.15
+EXPOSURE_VISITS = 40
 _SHELF_RE = re.compile(r'<script type="application/json" id="edgeshelf-shelf">(.*?)</script>', re.S)
 _CARDS_RE = re.compile(r'<ul class="row es-rendered" id="edgeshelf-cards">(.*?)</ul>', re.S)
 _THUMB_RE = re.compile(r'<div class="thumb">([^<]*)</div>')
@@ -333,12 +350,12 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
         tomllib.loads((ROOT / "wrangler.toml").read_text())["vars"].get("SEGMENT_SCHEMA", "v3")
     )
 
-    step(console, 1, "Sample data (edgeshelf-builder sample)")
-    builder(
-        console,
-        ["sample", "--out", str(data), "--users", str(args.users), "--events", str(args.events)],
-        dict(os.environ),
-    )
+    step(console, 1, "Sample data, with a SIMULATED experiment window (edgeshelf-builder sample)")
+    experiment_file = workdir / "experiment.json"
+    experiment_file.write_text(json.dumps(EXPERIMENT, indent=2) + "\n")
+    sample_args = ["--out", str(data), "--users", str(args.users), "--events", str(args.events)]
+    sample_args += ["--experiment", str(experiment_file), "--lift", str(LIFT)]
+    builder(console, ["sample", *sample_args], dict(os.environ))
 
     step(console, 2, "Local stack: Worker, Cloudflare v4 KV API, origin stand-in")
     try:
@@ -367,7 +384,7 @@ def _with_stack(
     console.print(f"Worker  [cyan]{stack.worker}[/]   runtime {stack.runtime}")
     console.print(f"KV API  [cyan]{stack.api}[/]   namespace {stack.kv_namespace_id}")
     console.print(f"origin  [cyan]{stack.origin}[/]   logs {stack.log_path}")
-    env = {**os.environ, **stack.builder_env()}
+    env = {**os.environ, **stack.builder_env(), "COLUMNS": str(console.width)}
     version = "home-" + hashlib.sha256(SHELL_FILE.read_bytes()).hexdigest()[:10]
     shell_args = ["--name", "home", "--file", str(SHELL_FILE), "--version", version]
     builder(console, ["publish-shell", *shell_args], env)
@@ -381,6 +398,7 @@ def _with_stack(
     http = httpx.Client(timeout=30)
     try:
         checks, example = _visitors(console, stack, kv, http, seg_schema)
+        checks += _experiment(console, stack, kv, http, data, env)
     finally:
         kv.close()
         http.close()
@@ -524,6 +542,132 @@ def _visitors(
         ("logged fallbacks match the pages", m["fallbacks"] == observed, True),
     ]
     return checks, (known[0].visitor if known else None)
+
+
+# --- the experiment ---------------------------------------------------------------------------
+
+
+def builder_output(args: list[str], env: dict[str, str]) -> str:
+    """Run ``edgeshelf-builder`` and return its stdout (for commands whose output is data)."""
+    exe = shutil.which("edgeshelf-builder")
+    if exe is None:
+        raise DemoError("edgeshelf-builder is not installed (run scripts/setup)")
+    proc = subprocess.run([exe, *args], env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise DemoError(f"edgeshelf-builder {args[0]} exited {proc.returncode}:\n{proc.stderr}")
+    return proc.stdout
+
+
+def _exposure_visits(
+    console: Console, stack: LocalStack, kv: KVReader, http: httpx.Client
+) -> tuple[list[Check], dict[str, int]]:
+    """Sample users visit once each; the arms they should be in, as the builder computes them."""
+    uids = sorted(k.removeprefix(schema.USER_PREFIX) for k in kv.keys(schema.USER_PREFIX))
+    uids = uids[:EXPOSURE_VISITS]
+    expected: dict[str, int] = {arm["name"]: 0 for arm in EXPERIMENT["arms"]}
+    for uid in uids:
+        expected[assign(EXPERIMENT, uid)["name"]] += 1
+    # The Worker reads exp:active through an isolate memo: wait until a page carries it.
+    probe, seen, deadline = Visitor("probe", uid=uids[0]), False, time.monotonic() + 20
+    supported = True
+    while time.monotonic() < deadline:
+        found = _SHELF_RE.findall(visit(http, stack.worker, probe).text)
+        shelf = json.loads(found[0]) if len(found) == 1 else {}
+        supported = "exp" in shelf
+        seen = shelf.get("exp") == EXPERIMENT["name"]
+        if seen or not supported:
+            break
+        time.sleep(0.5)
+    if seen:  # the probe's last request was an exposure too
+        expected[assign(EXPERIMENT, uids[0])["name"]] += 1
+    before = len(stack.worker_logs())
+    for uid in uids:
+        visit(http, stack.worker, Visitor("exposure", uid=uid))
+    stack.wait_worker_logs(lambda r: len(r) >= before + len(uids))
+    console.print(
+        f"{len(uids)} sample users visited; by their IDs the builder expects "
+        + ", ".join(f"{n} in {arm}" for arm, n in expected.items())
+    )
+    if not supported:
+        console.print(
+            "[yellow]note:[/] this Worker does not serve experiments yet (its shelf payload "
+            'has no "exp"): its logs carry no exposures, so the report counts none'
+        )
+        return [], expected
+    return [
+        (f"the Worker serves {EXPERIMENT['name']} after `experiment set`", seen, True)
+    ], expected
+
+
+def _experiment(
+    console: Console,
+    stack: LocalStack,
+    kv: KVReader,
+    http: httpx.Client,
+    data: Path,
+    env: dict[str, str],
+) -> list[Check]:
+    """Start the experiment, collect exposures, run the lift report, stop the experiment."""
+    workdir = data.parent
+    simulation = json.loads((data / "simulation.json").read_text())
+    step(console, 5, "Experiment: 90/10 personalized/control (edgeshelf-builder experiment set)")
+    document: Experiment = {**EXPERIMENT, "started_at": int(simulation["started_at"])}
+    (workdir / "experiment.json").write_text(json.dumps(document, indent=2) + "\n")
+    builder(console, ["experiment", "set", str(workdir / "experiment.json")], env)
+    stored = decode_experiment(kv.get(schema.EXPERIMENT_KEY))
+    checks: list[Check] = [
+        ("exp:active holds the experiment as set", stored == document, True),
+    ]
+    visit_checks, expected = _exposure_visits(console, stack, kv, http)
+    checks += visit_checks
+    logs = workdir / "worker-logs.jsonl"
+    logs.write_text("".join(json.dumps(r) + "\n" for r in stack.worker_logs()))
+
+    step(console, 6, "Lift report on the sample (edgeshelf-builder report)")
+    truth = float(simulation["expected_difference_given_arms"]["personalized"])
+    console.print(
+        f"[bold]SIMULATED[/] window: {simulation['users']} sample users over "
+        f"{simulation['days']} days, personalized watching {simulation['lift']:+.0%} more than "
+        f"control by construction: {simulation['true_difference']['personalized']:+.2f} "
+        f"watches per user on average, {truth:+.2f} given who landed in each arm"
+    )
+    page, as_json = workdir / "report.html", workdir / "report.json"
+    report_args = ["report", "--events", str(data / "events.parquet"), "--catalog"]
+    report_args += [str(data / "catalog.parquet"), "--exposures", str(logs)]
+    builder(console, [*report_args, "--out", str(page), "--out", str(as_json)], env)
+    result = json.loads(as_json.read_text())
+    arms = {arm["name"]: arm for arm in result["arms"]}
+    diff = arms["personalized"]["vs_baseline"]["watches_per_user"]
+    inside = diff["ci_low"] is not None and diff["ci_low"] <= truth <= diff["ci_high"]
+    console.print(
+        f"personalized - control, watches per user: {diff['diff']:+.2f} "
+        f"(95% CI {diff['ci_low']:+.2f} to {diff['ci_high']:+.2f}, p {diff['p_value']:.2g}); "
+        f"simulated {truth:+.2f}: {'inside' if inside else 'OUTSIDE'} the interval"
+    )
+    console.print(f"report page: {page}")
+    exposures = result["exposures"]
+    checks += [
+        (f"the simulated lift ({truth:+.2f} watches per user) is inside the report's 95% CI",
+         inside, True),
+        (f"no sample-ratio mismatch (users p = {result['srm_users_p']:.3f})",
+         not result["srm"], True),
+        (f"exposure logs read with no line skipped ({exposures['lines']} lines)",
+         exposures["skipped"] == 0, True),
+    ]  # fmt: skip
+    if exposures["total"]:
+        got = {name: arm["exposures"] for name, arm in arms.items()}
+        checks.append(
+            (
+                f"exposures per arm {got} = the builder's arms for the visitors",
+                got == expected,
+                True,
+            )
+        )
+    builder(console, ["experiment", "stop"], env)
+    checks.append(
+        ("experiment stop removes exp:active", kv.get(schema.EXPERIMENT_KEY) is None, True)
+    )
+    return checks
 
 
 def _serve(console: Console, stack: LocalStack, example: Visitor | None) -> None:

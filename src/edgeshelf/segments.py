@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from . import schema
+from .experiment import treatment_schema
 
 if TYPE_CHECKING:
     from .profile import Audience
 
-__all__ = ["EMPTY_LEVEL", "LEVELS", "Step", "chain_for", "ids_from"]
+__all__ = ["EMPTY_LEVEL", "LEVELS", "Step", "chain_for", "ids_from", "treatment_chain"]
 
 # Fallback levels: 0 the audience's own segment, 1 its country+language default, 2 the global
 # default, 3 nothing (the shell's own default content stays).
@@ -33,6 +34,27 @@ def chain_for(audience: Audience, seg_schema: str) -> list[Step]:
         Step(2, schema.GLOBAL_SEGMENT, schema.segment_key(schema.GLOBAL_SEGMENT, seg_schema))
     )
     return steps
+
+
+def treatment_chain(treatment: str, audience: Audience, seg_schema: str) -> tuple[str, list[Step]]:
+    """The segment schema and fallback chain an experiment treatment reads for this audience.
+
+    ``personalized``: :func:`chain_for` under ``seg_schema``; ``control``: the ``global``
+    segment alone; ``none``: no chain (the shell keeps its own default content);
+    ``schema:vN``: :func:`chain_for` under ``vN``. The Worker serves the first step found, the
+    builder's lift report reconstructs the same shelf from it. ValueError on anything else.
+    """
+    if treatment == "personalized":
+        return seg_schema, chain_for(audience, seg_schema)
+    if treatment == "control":
+        key = schema.segment_key(schema.GLOBAL_SEGMENT, seg_schema)
+        return seg_schema, [Step(2, schema.GLOBAL_SEGMENT, key)]
+    if treatment == "none":
+        return seg_schema, []
+    other = treatment_schema(treatment)
+    if other is None:
+        raise ValueError(f"unknown treatment {treatment!r}")
+    return other, chain_for(audience, other)
 
 
 def ids_from(text: str | None, seg_schema: str) -> list[str] | None:

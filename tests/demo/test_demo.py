@@ -1,4 +1,5 @@
-"""scripts/demo --once, end to end: sample data, builder, local stack, visitors, metrics."""
+"""scripts/demo --once, end to end: sample data, builder, local stack, visitors, metrics, and the
+experiment: set, exposures, the lift report against the simulated lift, stop."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.runtime
 
 
 def test_demo_once_shows_every_visitor_case_and_all_checks_hold(tmp_path: Path) -> None:
-    """`demo.py --once` exits 0, having shown each visitor case and the metrics."""
+    """`demo.py --once` exits 0, having shown each visitor case, the metrics and the lift report."""
     ports = [str(free_port()) for _ in range(3)]
     cmd = [sys.executable, str(ROOT / "scripts" / "local" / "demo.py"), "--once"]
     cmd += ["--port", ports[0], "--api-port", ports[1], "--origin-port", ports[2]]
@@ -33,6 +34,12 @@ def test_demo_once_shows_every_visitor_case_and_all_checks_hold(tmp_path: Path) 
         "global",
         "KV miss rate",
         "fallback rate",
+        "SIMULATED",
+        "lift report",
+        "95% CI",
+        "inside the interval",
+        "the simulated lift",
+        "experiment stop removes exp:active",
         "checks held",
     ):
         assert shown in out, f"{shown!r} missing from the demo's output:\n{out}"

@@ -292,13 +292,14 @@ def _part(value: object, normalise: Any, unknown: str) -> str | None:
 def test_read_profile_of_damaged_profiles(
     replaced: dict[str, Any], dropped: set[str], extra: dict[str, Any]
 ) -> None:
-    """Damaged fields fall back one by one; only another format version refuses the profile."""
+    """Damaged fields fall back one by one; only another format version or size refuses it."""
     doc = {**extra, **good_profile(), **replaced}
     for name in dropped:
         doc.pop(name)
-    stored = schema.read_profile(json.dumps(doc))
+    text = json.dumps(doc)
+    stored = schema.read_profile(text)
     fv = doc.get("fv", 1)
-    if type(fv) is not int or fv != 1:
+    if type(fv) is not int or fv != 1 or len(text.encode()) > schema.MAX_PROFILE_BYTES:
         assert stored is None
         return
     assert stored == schema.StoredAudience(
