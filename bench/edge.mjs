@@ -91,7 +91,7 @@ function parseCli() {
     audienceTtl: values["audience-ttl"] === "auto" ? "auto" : count("audience-ttl", 0, 0),
     sessions: !values["no-sessions"],
     sessionSizes: (values["session-sizes"] ?? (smoke ? "10k" : "10k,1m")).split(","),
-    sessionVisitors: count("session-visitors", smoke ? 12 : 200),
+    sessionVisitors: count("session-visitors", smoke ? 12 : 120),
     sessionViews: count("session-views", smoke ? 3 : 8),
     sessionConns: count("session-conns", 4),
     sessionMix: parseMix(values["session-mix"]),

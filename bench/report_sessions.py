@@ -29,6 +29,13 @@ SEGMENTS = {
 }
 RETURNING = ("returning-first", "returning-later")
 MODES = {"none": "none (local KV)", "model": "production model"}
+SHORT = {
+    "edgeshelf": "edgeshelf",
+    PEER: "JS same\nalgorithm",
+    NAIVE: "JS naive",
+    "py-floor": "Python\nfloor",
+    "js-floor": "JS floor",
+}
 TARGET_KNOWN_COLD = 1.10
 TARGET_LATENCY_RATIO = 20.0
 TARGET_RETURNING_READS = 150.0
@@ -361,7 +368,7 @@ def section_targets_14(r: WrkCells, data: dict[str, Any]) -> list[str]:
         add(
             f"KV reads per 1,000 page views of returning visitors ≤ 150 (original design: "
             f"{ORIGINAL_RETURNING_READS:,})",
-            "all session sizes",
+            f"sessions of {s.params['views']} views, all sizes",
             fmt(es_reads, ",.0f"),
             f"{fmt(s.per_1000('model', PEER, RETURNING), ',.0f')}; naive peer "
             f"{fmt(s.per_1000('model', NAIVE, RETURNING), ',.0f')}",
@@ -600,7 +607,7 @@ def sessions_plot(data: dict[str, Any], img_dir: Path) -> list[tuple[str, str]]:
 
     fig, axes = plt.subplots(1, len(s.sizes), figsize=(4.5 * len(s.sizes) + 1, 4.5), squeeze=False)
     for ax, size in zip(axes[0], s.sizes, strict=True):
-        names = [LABELS[t].replace(", ", "\n") for t in s.targets]
+        names = [SHORT[t] for t in s.targets]
         xs = range(len(s.targets))
         p50 = [s.ms("model", size, t, "p50_us") or 0 for t in s.targets]
         p95 = [s.ms("model", size, t, "p95_us") or 0 for t in s.targets]
