@@ -1,12 +1,24 @@
 // The edge benchmark: edgeshelf's Worker against a JavaScript Worker with the same algorithm
 // (bench/workers/jspeer.mjs), a naive JavaScript Worker (bench/workers/jsnaive.mjs: KV, cache
 // match and HTMLRewriter per request) and passthrough floors in both languages, side by side in
-// ONE Miniflare (one workerd process), driven by wrk over loopback; then cold starts, each in a
-// fresh workerd.
+// ONE Miniflare (one workerd process), driven by wrk over loopback; then visitor sessions
+// (bench/lib/sessions.mjs) in a second Miniflare where every Worker reads KV through the same
+// wrapper, once without injected latency and once under the production KV latency model
+// (bench/lib/kvmodel.mjs); then cold starts, each in a fresh workerd.
 //
 //   node bench/edge.mjs [--smoke] [--duration S] [--reps N] [--sizes 10k,100k,1m]
 //                       [--conns 1,8] [--out docs/bench-edge.json] [--no-cold] [--no-profile]
-//                       [--label TEXT]
+//                       [--label TEXT] [--audience-ttl auto|SECONDS]
+//                       [--no-sessions] [--session-sizes 10k,1m] [--session-visitors N]
+//                       [--session-views N] [--session-conns N]
+//                       [--session-mix new=25,profile=50,noprofile=25]
+//                       [--kv-cold-p50 MS] [--kv-cold-p95 MS] [--kv-hot-p50 MS] [--kv-hot-p95 MS]
+//                       [--kv-rehot-s S] [--kv-seed N]
+//
+// --audience-ttl sets AUDIENCE_TTL for every Worker alike. `auto` (the default) takes
+// wrangler.toml's value (the spec's 3600 when it has none), unless edgeshelf's Worker does not
+// issue the audience cookie: then every Worker runs with 0 (the design before issue 14), so the
+// same-algorithm peer still answers like edgeshelf, and the report says so.
 //
 // Writes the raw results as JSON (bench/report.py turns them into docs/benchmarks.md and plots).
 // Progress goes to stderr; workerd's own output (one log line per request) is drained unread.
@@ -15,11 +27,17 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { ROOT } from "../scripts/local/stack.mjs";
+import { readWranglerConfig, ROOT } from "../scripts/local/stack.mjs";
 import { measureColdStarts } from "./lib/coldstart.mjs";
 import { measureFfi } from "./lib/ffi.mjs";
 import { wrkVersion } from "./lib/proc.mjs";
-import { fillCaches, measure, parity, SIZES, startBench } from "./lib/scenario.mjs";
+import { appliedDelays, kvModel, NO_LATENCY, setKvMode, SOURCES } from "./lib/kvmodel.mjs";
+import {
+  fillCaches, issuesAudience, measure, parity, SIZES, startBench,
+} from "./lib/scenario.mjs";
+import {
+  parseMix, population, seedProfiles, sessionCell, warmers,
+} from "./lib/sessions.mjs";
 import { TARGETS } from "./lib/targets.mjs";
 
 const log = (...args) => console.error("[bench]", ...args);
@@ -37,9 +55,27 @@ function parseCli() {
       "no-profile": { type: "boolean", default: false },
       "cold-reps": { type: "string" },
       label: { type: "string", default: "" },
+      "audience-ttl": { type: "string", default: "auto" },
+      "no-sessions": { type: "boolean", default: false },
+      "session-sizes": { type: "string" },
+      "session-visitors": { type: "string" },
+      "session-views": { type: "string" },
+      "session-conns": { type: "string" },
+      "session-mix": { type: "string", default: "new=25,profile=50,noprofile=25" },
+      "kv-cold-p50": { type: "string", default: "30" },
+      "kv-cold-p95": { type: "string", default: "150" },
+      "kv-hot-p50": { type: "string", default: "1" },
+      "kv-hot-p95": { type: "string", default: "1" },
+      "kv-rehot-s": { type: "string", default: "0" },
+      "kv-seed": { type: "string", default: "14" },
     },
   });
   const smoke = values.smoke;
+  const count = (name, dflt, min = 1) => {
+    const v = Number(values[name] ?? dflt);
+    if (!Number.isInteger(v) || v < min) throw new Error(`--${name} is a whole number >= ${min}`);
+    return v;
+  };
   const opts = {
     smoke,
     durationS: Number(values.duration ?? (smoke ? 1 : 4)),
@@ -52,8 +88,22 @@ function parseCli() {
     coldReps: Number(values["cold-reps"] ?? (smoke ? 1 : 5)),
     label: values.label,
     warmS: smoke ? 0 : 2, // seconds per cell; the smoke run skips warming up
+    audienceTtl: values["audience-ttl"] === "auto" ? "auto" : count("audience-ttl", 0, 0),
+    sessions: !values["no-sessions"],
+    sessionSizes: (values["session-sizes"] ?? (smoke ? "10k" : "10k,1m")).split(","),
+    sessionVisitors: count("session-visitors", smoke ? 12 : 120),
+    sessionViews: count("session-views", smoke ? 3 : 8),
+    sessionConns: count("session-conns", 4),
+    sessionMix: parseMix(values["session-mix"]),
+    kvModel: kvModel({
+      coldP50: Number(values["kv-cold-p50"]), coldP95: Number(values["kv-cold-p95"]),
+      hotP50: Number(values["kv-hot-p50"]), hotP95: Number(values["kv-hot-p95"]),
+      rehotS: Number(values["kv-rehot-s"]), seed: Number(values["kv-seed"]),
+    }),
   };
-  for (const s of opts.sizes) if (!(s in SIZES)) throw new Error(`unknown size ${s}`);
+  for (const s of [...opts.sizes, ...opts.sessionSizes]) {
+    if (!(s in SIZES)) throw new Error(`unknown size ${s}`);
+  }
   if (!Number.isInteger(opts.durationS) || opts.durationS < 1) {
     throw new Error("--duration is whole seconds (wrk's unit), at least 1");
   }
@@ -106,19 +156,58 @@ function cellsFor(rep, size, conns) {
   return [...cells.slice(shift), ...cells.slice(0, shift)];
 }
 
-async function sideBySide(opts) {
+/**
+ * AUDIENCE_TTL for every Worker of the run: the one asked for, or wrangler.toml's (the spec's
+ * default without it); `auto` falls back to 0 when edgeshelf's Worker has no audience cookie.
+ */
+function audienceFor(opts) {
+  const configured = readWranglerConfig().vars.AUDIENCE_TTL ?? "3600";
+  return {
+    requested: opts.audienceTtl,
+    ttl: opts.audienceTtl === "auto" ? Number(configured) : opts.audienceTtl,
+    edgeshelf_issues: null,
+  };
+}
+
+/** startBench, the caches filled; with `audience.requested` auto, checked against edgeshelf. */
+async function startFilled(targets, sizes, audience, kvModes = null) {
+  const start = () => startBench(targets, {
+    log, kvModes, vars: { AUDIENCE_TTL: String(audience.ttl) },
+  });
+  let bench = await start();
+  try {
+    for (const size of sizes) {
+      log(`filling caches with the ${size} shell`);
+      await fillCaches(bench.stack.origin, targets, bench.urls, size);
+    }
+    if (audience.ttl > 0 && audience.edgeshelf_issues === null) {
+      audience.edgeshelf_issues = await issuesAudience(bench.urls.edgeshelf, sizes[0]);
+      if (!audience.edgeshelf_issues && audience.requested === "auto") {
+        log("edgeshelf's Worker issues no audience cookie: every Worker runs with AUDIENCE_TTL=0");
+        audience.ttl = 0;
+        await bench.stack.dispose();
+        bench = await start();
+        for (const size of sizes) await fillCaches(bench.stack.origin, targets, bench.urls, size);
+      }
+    }
+  } catch (err) {
+    await bench.stack.dispose();
+    throw err;
+  }
+  return bench;
+}
+
+async function sideBySide(opts, audience) {
   const targets = TARGETS.map((t) => ({ ...t, key: t.id }));
-  const { stack, urls, workerdPid, stdio } = await startBench(targets, { log });
+  const { stack, urls, workerdPid, stdio } = await startFilled(targets, opts.sizes, audience);
   const result = { runs: [], parity: [], parity_naive: [], warmup_s: opts.warmS };
   try {
+    const on = audience.ttl > 0;
     for (const size of opts.sizes) {
-      log(`filling caches with the ${size} shell`);
-      await fillCaches(stack.origin, targets, urls, size);
-      result.parity.push(...(await parity(urls, size)));
+      result.parity.push(...(await parity(urls, size, "edgeshelf", "js-peer", { audience: on })));
       // The naive peer reports its own shell source (desc=cache): bodies must still match.
-      result.parity_naive.push(
-        ...(await parity(urls, size, "edgeshelf", "js-naive", { bodyOnly: true })),
-      );
+      result.parity_naive.push(...(await parity(urls, size, "edgeshelf", "js-naive",
+        { bodyOnly: true, audience: on })));
     }
     const bad = [...result.parity, ...result.parity_naive].filter((p) => !p.ok);
     if (bad.length) log("PARITY MISMATCH", JSON.stringify(bad, null, 2));
@@ -153,6 +242,68 @@ async function sideBySide(opts) {
   return result;
 }
 
+/**
+ * Visitor sessions against every Worker, all of them reading KV through the latency wrapper, in
+ * one Miniflare of their own: under each of `modes` ({name: model}) in turn.
+ */
+async function sessionPhase(opts, modes, audience) {
+  const targets = TARGETS.map((t) => ({ ...t, key: t.id }));
+  const sizes = opts.sessionSizes;
+  const { stack, urls, workerdPid, stdio } = await startFilled(targets, sizes, audience, modes);
+  const meter = stdio.state.meter;
+  const visitors = population(opts.sessionVisitors, opts.sessionMix);
+  const warm = warmers(opts.sessionConns * 3);
+  const out = {};
+  const order = targets.map((t) => t.key);
+  const cell = (mode, target, size, who) => sessionCell({
+    url: `${urls[target]}/b${size}`, // the path names the shell
+    workerName: `bench-${target}`, mode, visitors: who, views: opts.sessionViews,
+    conns: opts.sessionConns, meter, workerdPid,
+  });
+  try {
+    const kv = await stack.mf.getKVNamespace("EDGESHELF_KV");
+    await seedProfiles(kv, [...visitors, ...warm]);
+    for (const [mode, model] of Object.entries(modes)) {
+      log(`visitor sessions, KV latency: ${mode}`);
+      await setKvMode(kv, mode);
+      const phase = { model, runs: [], parity: [] };
+      for (const size of sizes) {
+        phase.parity.push(...(await parity(urls, size, "edgeshelf", "js-peer",
+          { audience: audience.ttl > 0 })));
+      }
+      const bad = phase.parity.filter((p) => !p.ok);
+      if (bad.length) log("PARITY MISMATCH", JSON.stringify(bad, null, 2));
+      for (const size of opts.smoke ? [] : sizes) {
+        for (const target of order) await cell(mode, target, size, warm); // warming up
+      }
+      for (let rep = 0; rep < opts.reps; rep++) {
+        for (const size of sizes) {
+          const shift = (rep * 2 + size.length) % order.length;
+          for (const target of [...order.slice(shift), ...order.slice(0, shift)]) {
+            const r = await cell(mode, target, size, visitors);
+            phase.runs.push({ rep, mode, size, target, conns: opts.sessionConns, ...r });
+            log(`sessions ${mode} rep ${rep} ${size} ${target}: ${r.views} views, ` +
+              `p50 ${(r.p50_us / 1000).toFixed(2)} ms, p95 ${(r.p95_us / 1000).toFixed(2)} ms, ` +
+              `p99 ${(r.p99_us / 1000).toFixed(2)} ms, ${r.rps.toFixed(0)} views/s, ` +
+              `cpu ${r.workerd_cpu_ms_per_view?.toFixed(3)} ms/view, ` +
+              `KV ${r.kv_reads_per_1000?.toFixed(0)}/1000 views (cold ${r.kv.cold}, ` +
+              `hot ${r.kv.hot})` +
+              (r.errors || r.non200 || r.kv_other_mode
+                ? `, ERRORS ${r.errors} non200 ${r.non200} other-mode reads ${r.kv_other_mode}`
+                : ""));
+          }
+        }
+      }
+      phase.applied = appliedDelays(meter, mode);
+      out[mode] = phase;
+    }
+    if (stdio.state.stderrTail.trim()) out.workerd_stderr_tail = stdio.state.stderrTail;
+  } finally {
+    await stack.dispose();
+  }
+  return out;
+}
+
 async function main() {
   const opts = parseCli();
   const startedAt = new Date();
@@ -173,7 +324,20 @@ async function main() {
       conns: opts.conns, wrk_threads: 1, cold_reps: opts.coldReps,
     },
   };
-  const edge = await sideBySide(opts);
+  const audience = audienceFor(opts);
+  const edge = await sideBySide(opts, audience);
+  let sessions = null;
+  if (opts.sessions) {
+    sessions = {
+      params: {
+        sizes: opts.sessionSizes, visitors: opts.sessionVisitors, views: opts.sessionViews,
+        conns: opts.sessionConns, mix: opts.sessionMix, reps: opts.reps,
+      },
+      sources: SOURCES,
+      modes: await sessionPhase(opts, { none: NO_LATENCY, model: opts.kvModel }, audience),
+    };
+  }
+  meta.audience = audience;
   let cold = null;
   if (opts.cold) {
     log("cold starts");
@@ -190,9 +354,13 @@ async function main() {
   }
   meta.elapsed_s = Math.round((Date.now() - startedAt) / 100) / 10;
   fs.mkdirSync(path.dirname(opts.out), { recursive: true });
-  fs.writeFileSync(opts.out, `${JSON.stringify({ meta, ...edge, cold_start: cold, profile }, null, 1)}\n`);
+  const out = { meta, ...edge, sessions, cold_start: cold, profile };
+  fs.writeFileSync(opts.out, `${JSON.stringify(out, null, 1)}\n`);
   log(`wrote ${path.relative(process.cwd(), opts.out)} in ${meta.elapsed_s} s`);
-  if ([...edge.parity, ...edge.parity_naive].some((p) => !p.ok)) process.exitCode = 3;
+  const sessionParity = Object.values(sessions?.modes ?? {}).flatMap((m) => m.parity ?? []);
+  if ([...edge.parity, ...edge.parity_naive, ...sessionParity].some((p) => !p.ok)) {
+    process.exitCode = 3;
+  }
 }
 
 main().catch((err) => {

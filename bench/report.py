@@ -20,30 +20,15 @@ import matplotlib as mpl
 
 mpl.use("Agg")
 import matplotlib.pyplot as plt  # the backend must be chosen first
+from report_common import DASH, LABELS, MINUS, NAIVE, PEER, PEER_NAMES, X, fmt, note, table, verdict
+from report_sessions import section_sessions, section_targets_14, sessions_plot
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-HERE = Path(__file__).resolve().parent
-NOTES = HERE / "notes"
-
 Run = dict[str, Any]
 Key = tuple[str, str, str, int]  # target, visitor, size, conns
 
-# The two JavaScript peers (bench/notes/method.md): the same algorithm as edgeshelf (the
-# like-for-like "equivalent JavaScript Worker" the targets name), and the read path as a
-# JavaScript team would first write it. Runs from before the split have only "js-peer", which
-# was then the naive read path (bench/workers/jsnaive.mjs is that file, unchanged in behaviour).
-PEER = "js-peer"
-NAIVE = "js-naive"
-PEER_NAMES = {PEER: "same-algorithm JS peer", NAIVE: "naive JS peer"}
-LABELS = {
-    "py-floor": "Python passthrough",
-    "js-floor": "JavaScript passthrough",
-    PEER: "JavaScript read path, same algorithm",
-    NAIVE: "JavaScript read path, naive",
-    "edgeshelf": "edgeshelf (Python)",
-}
 SERIES = [
     ("py-floor", "any"),
     ("js-floor", "any"),
@@ -65,10 +50,6 @@ COLORS = {
     ("edgeshelf", "cold"): "#6baed6",
 }
 COLD_ORDER = ("js-floor", PEER, NAIVE, "py-floor", "edgeshelf")
-# Typography for the report, spelled as escapes so the source stays ASCII-unambiguous.
-X = "\u00d7"  # multiplication sign
-MINUS = "\u2212"
-DASH = "\u2013"
 TARGET_P50_RATIO = 1.10
 TARGET_RPS_RATIO = 0.90
 TARGET_OVERHEAD_MS = 0.5
@@ -155,25 +136,6 @@ class Results:
 
 
 # --- formatting ------------------------------------------------------------------------------
-
-
-def fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
-    return "n/a" if value is None else f"{value:{spec}}{suffix}"
-
-
-def table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(row) + " |" for row in rows]
-    return out
-
-
-def verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("**met**" if ok else "**not met**")
-
-
-def note(name: str) -> list[str]:
-    path = NOTES / f"{name}.md"
-    return [path.read_text().rstrip(), ""] if path.exists() else []
 
 
 def worst(values: Iterable[float | None], pick: Callable[[Iterable[float]], float]) -> float | None:
@@ -774,8 +736,10 @@ def checks(parity: list[dict[str, Any]]) -> str:
 
 def render(data: dict[str, Any], out_dir: Path) -> str:
     r = Results(data)
-    images = plot_all(r, out_dir / "img")
+    images = plot_all(r, out_dir / "img") + sessions_plot(data, out_dir / "img")
     lines = section_header(r)
+    lines += section_targets_14(r, data)
+    lines += section_sessions(data)
     lines += section_targets(r)
     lines += section_ratios(r)
     lines += section_results(r)

@@ -5,27 +5,68 @@ import os from "node:os";
 import { cpuTicks, CLK_TCK, freePort, runWrk, workerdPids } from "./proc.mjs";
 import { startStack, readWranglerConfig } from "../../scripts/local/stack.mjs";
 import { targetOptions } from "./targets.mjs";
+import { KvMeter, wrapperWorker } from "./kvmodel.mjs";
+import { audienceValue, uidTag } from "../workers/jscommon.mjs";
 
 export const HOST = "127.0.0.1";
 export const SIZES = { "10k": 10 * 1024, "100k": 100 * 1024, "1m": 1024 * 1024 };
 const SHELL_VERSION = "bench1"; // the floors build their cache keys with the same version
-export const UID = "0d7c3b2a-1111-4222-8333-444455556666";
-const COMMON_HEADERS = {
+export const UID = "0d7c3b2a-1111-4222-8333-444455556666"; // its profile is in KV
+const UID_NO_PROFILE = "5b0e8f3c-2222-4333-8444-555566667777";
+const OTHER_UID = "9f3a1c2e-3333-4444-9555-666677778888";
+export const PROFILE = {
+  affinity_bucket: "music", country: "us", fv: 1, lang: "en", last_seen: 1763900000,
+  recent_categories: ["music", "gaming"],
+};
+export const COMMON_HEADERS = {
   "accept-language": "en-US,en;q=0.9",
   // Sets request.cf on a direct socket, as the edge would (country only matters to cold visitors).
   "mf-cf-blob": JSON.stringify({ country: "US", colo: "LCL" }),
 };
+const MUSIC_AUD = audienceValue({ country: "us", lang: "en", bucket: "music", source: "kv" }, UID);
+// Measured visitors. *known*: a returning visitor in the steady state, with its ID and a fresh
+// audience cookie (a Worker without the audience cookie ignores it and reads the profile);
+// *cold*: no cookie at all, so an ID is minted.
 export const VISITORS = {
-  known: { ...COMMON_HEADERS, cookie: `es_uid=${UID}; theme=dark` },
+  known: { ...COMMON_HEADERS, cookie: `es_uid=${UID}; es_aud=${MUSIC_AUD}; theme=dark` },
   cold: { ...COMMON_HEADERS },
 };
+const withCookie = (cookie, extra = {}) => ({ headers: { ...COMMON_HEADERS, ...extra, cookie } });
+// Parity only: every branch of the audience cookie (issue 14), each to be answered
+// alike by edgeshelf and the same-algorithm peer. `audienceOnly`: checked only when the run has
+// the audience cookie on (with it off, GPC and crawlers keep their behaviour from before it);
+// `notNaive`: the naive peer, which has no audience cookie, answers it otherwise by design.
+const PARITY_VISITORS = {
+  known: { headers: VISITORS.known },
+  cold: { headers: VISITORS.cold },
+  // The first page view of a returning visitor: the profile is read and both cookies issued.
+  returning: withCookie(`es_uid=${UID}`),
+  "no-profile": withCookie(`es_uid=${UID_NO_PROFILE}`),
+  // A valid audience that differs from the stored profile: the shelf must be the cookie's.
+  "aud-request": { notNaive: true, ...withCookie(`es_uid=${UID}; es_aud=${
+    audienceValue({ country: "us", lang: "en", bucket: "default", source: "request" }, UID)}`) },
+  "aud-other-id": withCookie(`es_uid=${UID}; es_aud=${
+    audienceValue({ country: "us", lang: "en", bucket: "default", source: "kv" }, OTHER_UID)}`),
+  "aud-twice": withCookie(`es_aud=${MUSIC_AUD}; es_uid=${UID}; es_aud=${MUSIC_AUD}`),
+  "aud-malformed": withCookie(`es_uid=${UID}; es_aud=a1.us.en.music.k.${"z".repeat(8)}`),
+  gpc: { audienceOnly: true, ...withCookie(`es_uid=${UID}`, { "sec-gpc": "1" }) },
+  crawler: { audienceOnly: true, headers: { ...COMMON_HEADERS,
+    "user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)" } },
+};
 
-/** Drains workerd's stdout/stderr (a log line per request) and keeps stderr's tail. */
+/**
+ * Drains workerd's stdout/stderr (a log line per request), keeps stderr's tail and feeds each
+ * stdout line to the KV meter (bench/lib/kvmodel.mjs: the latency wrapper's counting lines).
+ */
 export function makeStdio() {
-  const state = { stdoutBytes: 0, stderrTail: "" };
+  const state = { stdoutBytes: 0, stderrTail: "", meter: new KvMeter() };
+  let partial = "";
   const handle = (stdout, stderr) => {
     stdout.on("data", (chunk) => {
       state.stdoutBytes += chunk.length;
+      const lines = (partial + chunk.toString()).split("\n");
+      partial = lines.pop();
+      for (const line of lines) state.meter.line(line);
     });
     stderr.on("data", (chunk) => {
       state.stderrTail = (state.stderrTail + chunk.toString()).slice(-4000);
@@ -37,10 +78,7 @@ export function makeStdio() {
 export async function seed(kv) {
   const ids = Array.from({ length: 50 }, (_, i) => `v${String(i).padStart(3, "0")}-music`);
   const segment = (list) => JSON.stringify({ built_at: 1763900000, ids: list, version: 3 });
-  await kv.put(`u:${UID}`, JSON.stringify({
-    affinity_bucket: "music", country: "us", fv: 1, lang: "en", last_seen: 1763900000,
-    recent_categories: ["music", "gaming"],
-  }));
+  await kv.put(`u:${UID}`, JSON.stringify(PROFILE));
   await kv.put("seg:us-en-music:v3", segment(ids));
   await kv.put("seg:us-en-default:v3", segment(ids.map((id) => id.replace("music", "top"))));
   await kv.put("seg:global:v3", segment(ids.map((id) => id.replace("music", "global"))));
@@ -81,32 +119,54 @@ export async function fillCaches(origin, targets, urls, size) {
   }
 }
 
+const UUID_RE = /[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}/g;
+const AUD_TAG_RE = /(es_aud=a1\.[a-z]{2}\.[a-z]{2,3}\.[a-z0-9_]{1,32}\.[kr]\.)[0-9a-f]{8}/g;
+
 function normalizedHeaders(res) {
   const skip = new Set(["date", "transfer-encoding", "content-length"]);
   return res.headers
     .filter(([k]) => !skip.has(k))
     .map(([k, v]) => [
       k,
-      v.replace(/dur=\d+(\.\d+)?/g, "dur=N")
-        .replace(/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}/g, "UID"),
+      v.replace(/dur=\d+(\.\d+)?/g, "dur=N").replace(UUID_RE, "UID").replace(AUD_TAG_RE, "$1TAG"),
     ]);
+}
+
+/** Problems with an audience cookie a response sets: its tag must be that of the es_uid set. */
+function audienceProblems(res) {
+  const cookies = res.headers.filter(([k]) => k === "set-cookie").map(([, v]) => v);
+  const uid = cookies.map((c) => /^es_uid=([^;]+)/.exec(c)?.[1]).find(Boolean);
+  return cookies
+    .filter((c) => c.startsWith("es_aud=") && (uid === undefined ||
+      /^es_aud=a1\.[^;]*\.([0-9a-f]{8});/.exec(c)?.[1] !== uidTag(uid)))
+    .map((c) => `es_aud without the tag of the es_uid set with it: ${c}`);
+}
+
+/** Whether a Worker issues the audience cookie: one request from a new visitor tells. */
+export async function issuesAudience(url, size) {
+  const res = await get(`${url}/b${size}`, VISITORS.cold);
+  return res.headers.some(([k, v]) => k === "set-cookie" && v.startsWith("es_aud="));
 }
 
 /**
  * edgeshelf and the JS peer must answer byte-for-byte alike, or the comparison means nothing.
  * `bodyOnly` compares status and bodies only: for the naive JS peer, whose read path (and so
- * its Server-Timing source) differs by design.
+ * its Server-Timing source and its cookies) differs by design. `audience`: the run has the
+ * audience cookie on, so its GPC and crawler visitors are checked too.
  */
-export async function parity(urls, size, a = "edgeshelf", b = "js-peer", { bodyOnly = false } = {}) {
+export async function parity(urls, size, a = "edgeshelf", b = "js-peer",
+  { bodyOnly = false, audience = true } = {}) {
   const out = [];
-  for (const [visitor, headers] of Object.entries(VISITORS)) {
-    const py = await get(`${urls[a]}/b${size}`, headers);
-    const js = await get(`${urls[b]}/b${size}`, headers);
+  for (const [visitor, spec] of Object.entries(PARITY_VISITORS)) {
+    if ((spec.audienceOnly && !audience) || (spec.notNaive && bodyOnly)) continue;
+    const py = await get(`${urls[a]}/b${size}`, spec.headers);
+    const js = await get(`${urls[b]}/b${size}`, spec.headers);
     const diffs = [];
     if (py.status !== js.status) diffs.push(`status ${py.status} != ${js.status}`);
     const ph = JSON.stringify(normalizedHeaders(py));
     const jh = JSON.stringify(normalizedHeaders(js));
     if (ph !== jh && !bodyOnly) diffs.push(`headers ${ph} != ${jh}`);
+    if (!bodyOnly) diffs.push(...audienceProblems(py), ...audienceProblems(js));
     if (py.body !== js.body) {
       let at = 0;
       while (at < py.body.length && py.body[at] === js.body[at]) at++;
@@ -153,9 +213,25 @@ export async function measure(cell, urls, workerdPid, durationS) {
 
 /**
  * One Miniflare (one workerd) with the given targets, each on a direct socket, the KV seeded.
- * `targets`: [{key, id, kind, srcDir?}]. Resolves to {stack, urls, workerdPid, stdio}.
+ * `targets`: [{key, id, kind, srcDir?}]; `vars` overrides [vars] for every target alike;
+ * `kvModes` ({name: model}) gives every target its KV through the latency wrapper
+ * (bench/lib/kvmodel.mjs), the first model active.
+ * Resolves to {stack, urls, workerdPid, stdio, vars}.
  */
-export async function startBench(targets, { log }) {
+export async function startBench(targets, options) {
+  // A port found free can be taken (by an outgoing connection's ephemeral port, or another
+  // process on the machine) before workerd binds it: then start again on other ports.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startBenchOnce(targets, options);
+    } catch (err) {
+      if (attempt >= 3 || !/Address already in use/.test(err.message)) throw err;
+      options.log(`a port was taken before workerd bound it; starting again (${attempt})`);
+    }
+  }
+}
+
+async function startBenchOnce(targets, { log, vars: overrides = {}, kvModes = null }) {
   const config = readWranglerConfig();
   const [port, apiPort, originPort, ...sockets] = await Promise.all(
     Array.from({ length: 3 + targets.length }, () => freePort()),
@@ -165,22 +241,24 @@ export async function startBench(targets, { log }) {
     ORIGIN_URL: `http://${HOST}:${originPort}`,
     DEBUG_HEADERS: "0",
     PERSONALIZED_PATHS: ["/", ...Object.keys(SIZES).map((s) => `/b${s}`)].join(","),
+    ...overrides,
   };
   const urls = {};
   const extraWorkers = targets.map((t, i) => {
     urls[t.key] = `http://${HOST}:${sockets[i]}`;
     return targetOptions(t.id, {
       bindings: vars, socket: { host: HOST, port: sockets[i] }, name: `bench-${t.key}`,
-      srcDir: t.srcDir,
+      srcDir: t.srcDir, kvModes,
     });
   });
+  if (kvModes) extraWorkers.push(wrapperWorker(config.kvNamespaces));
   const stdio = makeStdio();
   log("starting one Miniflare with", targets.map((t) => t.key).join(", "));
   let stack;
   try {
     stack = await startStack({
       port, apiPort, originPort, host: HOST, vars, extraWorkers, logLevel: "quiet",
-      handleRuntimeStdio: stdio.handle,
+      handleRuntimeStdio: stdio.handle, withWorker: false,
     });
   } catch (err) {
     // Let workerd's own words explain a failed start (the drain swallowed them).
@@ -191,7 +269,7 @@ export async function startBench(targets, { log }) {
     const pids = workerdPids();
     if (pids.length !== 1) throw new Error(`expected one workerd process, found ${pids}`);
     await seed(await stack.mf.getKVNamespace("EDGESHELF_KV"));
-    return { stack, urls, workerdPid: pids[0], stdio };
+    return { stack, urls, workerdPid: pids[0], stdio, vars };
   } catch (err) {
     await stack.dispose();
     throw err;

@@ -4,6 +4,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { pythonWorkerOptions, readWranglerConfig, ROOT } from "../../scripts/local/stack.mjs";
+import { wrappedKv } from "./kvmodel.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const WORKERS = path.join(HERE, "..", "workers");
@@ -22,7 +23,7 @@ export const TARGETS = [
   { id: "edgeshelf", label: "edgeshelf (Python)", lang: "python", kind: "read-path" },
 ];
 
-function jsWorker(name, file, { kvNamespaces, bindings, socket }) {
+function jsWorker(name, file, { kvNamespaces, bindings, extra }) {
   return {
     name,
     modules: true,
@@ -30,18 +31,25 @@ function jsWorker(name, file, { kvNamespaces, bindings, socket }) {
     compatibilityDate: JS_COMPAT_DATE,
     kvNamespaces,
     bindings,
-    ...(socket ? { unsafeDirectSockets: [socket] } : {}),
+    ...extra,
   };
 }
 
 /**
  * Miniflare options for one target; `socket` ({host, port}) adds a direct socket. `srcDir`
  * replaces edgeshelf's source tree (or, for a JS peer, its script) for A/B comparisons.
+ * `kvModes` ({name: model}, bench/lib/kvmodel.mjs) gives the target its KV namespaces through
+ * the latency wrapper, under the same binding names, instead of directly; the run must then
+ * include `wrapperWorker(...)` among its Workers.
  */
-export function targetOptions(id, { bindings, socket, name = `bench-${id}`, srcDir }) {
+export function targetOptions(id, { bindings, socket, name = `bench-${id}`, srcDir, kvModes }) {
   const config = readWranglerConfig();
-  const kvNamespaces = config.kvNamespaces;
+  let kvNamespaces = config.kvNamespaces;
   const extra = socket ? { unsafeDirectSockets: [socket] } : {};
+  if (kvModes) {
+    extra.wrappedBindings = wrappedKv(kvNamespaces, name, kvModes);
+    kvNamespaces = {};
+  }
   switch (id) {
     case "py-floor":
       return pythonWorkerOptions({
@@ -53,11 +61,11 @@ export function targetOptions(id, { bindings, socket, name = `bench-${id}`, srcD
         compatibilityFlags: config.compatibilityFlags, kvNamespaces, bindings, extra,
       });
     case "js-floor":
-      return jsWorker(name, "jsfloor.mjs", { kvNamespaces, bindings, socket });
+      return jsWorker(name, "jsfloor.mjs", { kvNamespaces, bindings, extra });
     case "js-peer":
-      return jsWorker(name, srcDir ?? "jspeer.mjs", { kvNamespaces, bindings, socket });
+      return jsWorker(name, srcDir ?? "jspeer.mjs", { kvNamespaces, bindings, extra });
     case "js-naive":
-      return jsWorker(name, srcDir ?? "jsnaive.mjs", { kvNamespaces, bindings, socket });
+      return jsWorker(name, srcDir ?? "jsnaive.mjs", { kvNamespaces, bindings, extra });
     case "py-import":
       return probeOptions("pyimport", { name, bindings, socket });
     case "py-profile":

@@ -20,6 +20,9 @@ export const MAX_SEGMENT_BYTES = 8192;
 export const MAX_SHELL_BYTES = 5 * 1024 * 1024;
 export const MAX_CATEGORIES = 8;
 export const COOKIE_MAX_AGE = 400 * 24 * 60 * 60;
+export const COOKIE_ATTRIBUTES = "Path=/; HttpOnly; Secure; SameSite=Lax";
+export const AUDIENCE_FORMAT = "a1";
+export const AUDIENCE_TTL_DEFAULT = 3600;
 export const CACHE_CONTROL_SHELL = "public, s-maxage=31536000, max-age=0";
 export const LEVELS = ["exact", "lang-default", "global", "none"];
 export const SLOT_SELECTOR = "[data-edgeshelf-slot]";
@@ -36,6 +39,11 @@ export const BUCKET_JUNK_RE = /[^a-z0-9]+/g;
 export const COOKIE_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
 export const PATH_RE = /^\/[a-z0-9_/-]{0,64}$/;
 export const ORIGIN_RE = /^https?:\/\/[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$/;
+// The audience cookie (issue 14): `a1.<country>.<lang>.<bucket>.<k|r>.<tag>`,
+// each part under the schema's key rules, so it can only name what a segment key can name.
+export const AUDIENCE_RE = /^a1\.([a-z]{2})\.([a-z]{2,3})\.([a-z0-9_]{1,32})\.([kr])\.([0-9a-f]{8})$/;
+// Crawlers get no cookie. Not in the spec's words: align with the Python Worker's rule.
+export const CRAWLER_RE = /bot|crawl|spider|slurp|facebookexternalhit/i;
 export const UNAVAILABLE_PAGE =
   "<!doctype html><html lang=en><meta charset=utf-8><title>Back soon</title>" +
   "<h1>We'll be right back</h1><p>This page is briefly unavailable. Please retry in a minute.";
@@ -138,6 +146,55 @@ export function readUid(cookie, name) {
   return null;
 }
 
+/** `name=value; Max-Age=...` with the attributes every edgeshelf cookie carries. */
+export const cookieHeader = (name, value, maxAge) =>
+  `${name}=${value}; Max-Age=${maxAge}; ${COOKIE_ATTRIBUTES}`;
+
+/** FNV-1a 32-bit over the ASCII bytes of a visitor ID, as 8 lower-case hex digits. */
+export function uidTag(uid) {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < uid.length; i++) {
+    h = Math.imul(h ^ uid.charCodeAt(i), 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, "0");
+}
+
+/** The es_aud value for an audience and the ID it belongs to; null if it would not validate. */
+export function audienceValue(audience, uid) {
+  const source = audience.source === "kv" ? "k" : "r";
+  const value = `${AUDIENCE_FORMAT}.${audience.country}.${audience.lang}.${audience.bucket}.` +
+    `${source}.${uidTag(uid)}`;
+  return AUDIENCE_RE.test(value) ? value : null;
+}
+
+/**
+ * The audience an es_aud cookie carries for this visitor ID: exactly one cookie of that name,
+ * a value that fullmatches, a tag of this ID; anything else is null (the profile is read).
+ */
+export function readAudience(cookie, name, uid) {
+  if (!cookie) return null;
+  let found = null;
+  for (const part of cookie.slice(0, 16384).split(";")) {
+    const eq = part.indexOf("=");
+    if (eq >= 0 && part.slice(0, eq).trim() === name) {
+      if (found !== null) return null; // two or more: ignored
+      found = part.slice(eq + 1).trim().replace(/^"+|"+$/g, "");
+    }
+  }
+  const m = found === null ? null : AUDIENCE_RE.exec(found);
+  if (m === null || m[5] !== uidTag(uid)) return null;
+  return { country: m[1], lang: m[2], bucket: m[3], source: m[4] === "k" ? "kv" : "request" };
+}
+
+/** Whether the Cookie header names this cookie at all (valid value or not). */
+export function hasCookie(cookie, name) {
+  if (!cookie) return false;
+  return cookie.slice(0, 16384).split(";").some((part) => {
+    const eq = part.indexOf("=");
+    return eq >= 0 && part.slice(0, eq).trim() === name;
+  });
+}
+
 export function bestLanguage(header) {
   if (!header) return UNKNOWN;
   let best = UNKNOWN;
@@ -199,6 +256,8 @@ export function intVar(raw, dflt, lo, hi) {
 export function loadConfig(env) {
   const cookieName = isStr(env.COOKIE_NAME) && COOKIE_NAME_RE.test(env.COOKIE_NAME)
     ? env.COOKIE_NAME : "es_uid";
+  const audienceCookie = isStr(env.AUDIENCE_COOKIE) && COOKIE_NAME_RE.test(env.AUDIENCE_COOKIE)
+    ? env.AUDIENCE_COOKIE : "es_aud";
   const schema = isStr(env.SEGMENT_SCHEMA) && SCHEMA_RE.test(env.SEGMENT_SCHEMA)
     ? env.SEGMENT_SCHEMA : "v3";
   let originUrl = isStr(env.ORIGIN_URL) ? env.ORIGIN_URL.replace(/\/+$/, "") : "";
@@ -214,6 +273,9 @@ export function loadConfig(env) {
   if (paths.size === 0) paths.set("/", "home");
   return {
     cookieName,
+    audienceCookie,
+    // 0 turns the audience cookie off: a profile read per request, as before issue 14.
+    audienceTtl: intVar(env.AUDIENCE_TTL, AUDIENCE_TTL_DEFAULT, 0, COOKIE_MAX_AGE),
     schema,
     originUrl,
     paths,

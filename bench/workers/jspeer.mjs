@@ -11,6 +11,11 @@
 //    request), as Blobs: a request on a kept shell makes no Cache API read and no HTML parse,
 //    its page is one Blob of the shell's parts and the shelf's (prepared once per segment
 //    value). SHELL_POINTER_TTL=0 keeps nothing: Cache API read and HTMLRewriter per request.
+// And the same audience cookie (issue 14): a visitor whose profile was
+// read (or who was just given an ID) gets `es_aud` with the audience chosen and a tag of the ID,
+// and `es_uid` again with a fresh 400 days; a request carrying a valid ID and a matching es_aud
+// reads no profile and gets no Set-Cookie. AUDIENCE_TTL=0 turns it off. Sec-GPC and crawlers
+// get no cookie (GPC clears an existing es_uid).
 // bench/workers/jsnaive.mjs keeps the read path as a JavaScript team would first write it.
 // It is not shipped; it exists so the benchmark compares like with like.
 
@@ -66,6 +71,11 @@ import {
   unavailable,
   round3,
   fill,
+  CRAWLER_RE,
+  cookieHeader,
+  readAudience,
+  audienceValue,
+  hasCookie,
 } from "./jscommon.mjs";
 
 
@@ -269,9 +279,9 @@ function isolate(env) {
 function newRecord() {
   return {
     event: "edgeshelf.request", method: "GET", path: "/", visitor: "none", profile: "none",
-    profile_read: "skipped", segment: "", fallback: 3, segment_reads: [], kv_reads: 0,
-    kv_misses: 0, memo_reads: 0, shell: "none", shell_version: "", status: 200, kv_ms: 0,
-    shell_ms: 0, total_ms: 0, errors: [],
+    profile_read: "skipped", audience: "request", segment: "", fallback: 3, segment_reads: [],
+    kv_reads: 0, kv_misses: 0, memo_reads: 0, shell: "none", shell_version: "", status: 200,
+    kv_ms: 0, shell_ms: 0, total_ms: 0, errors: [],
   };
 }
 
@@ -313,25 +323,32 @@ async function personalize(iso, request, ctx, url, shellName, record) {
   const cfg = iso.config;
   const headers = request.headers;
 
-  // 1. Identity. GPC: no persistent ID at all, request signals only.
-  let setCookie = null;
+  // 1. Identity. GPC and crawlers: no persistent ID at all, request signals only, no cookie
+  //    (GPC also clears an ID the browser still sends).
+  const cookies = [];
   let uid = null;
+  let fromCookie = null;
+  const cookie = headers.get("cookie");
   const gpc = headers.get("sec-gpc");
   if (gpc !== null && gpc.trim() === "1") {
     record.visitor = "gpc";
+    if (hasCookie(cookie, cfg.cookieName)) cookies.push(cookieHeader(cfg.cookieName, "", 0));
+  } else if (CRAWLER_RE.test(headers.get("user-agent") ?? "")) {
+    record.visitor = "crawler";
   } else {
-    uid = readUid(headers.get("cookie"), cfg.cookieName);
+    uid = readUid(cookie, cfg.cookieName);
     if (uid === null) {
       uid = crypto.randomUUID();
-      setCookie = `${cfg.cookieName}=${uid}; Max-Age=${COOKIE_MAX_AGE}; Path=/; HttpOnly; Secure; SameSite=Lax`;
       record.visitor = "minted";
     } else {
       record.visitor = "cookie";
+      // A matching audience cookie stands in for the profile until it expires.
+      if (cfg.audienceTtl > 0) fromCookie = readAudience(cookie, cfg.audienceCookie, uid);
     }
   }
 
   // 2. The independent reads together: the profile, and the shell (pointer, kept copy, cache).
-  const profilePromise = uid !== null && record.visitor === "cookie"
+  const profilePromise = record.visitor === "cookie" && fromCookie === null
     ? iso.kv.get(USER_PREFIX + uid, iso.textOpts) : null;
   const memo = iso.pointers.get(shellName);
   const pointerPromise = memo !== undefined && memo[2] > Date.now()
@@ -357,22 +374,29 @@ async function personalize(iso, request, ctx, url, shellName, record) {
   };
   if (pointerPromise === null) resolve(false);
 
-  // 3. Profile -> audience -> segment chain. A failure here costs the shelf, not the page.
+  // 3. Profile (or audience cookie) -> audience -> segment chain. A failure here costs the
+  //    shelf, not the page.
   const kvStarted = performance.now();
   let audience;
+  let profileRead = false; // the profile's read completed: found, missing or invalid
   try {
     let profileText = null;
     if (profilePromise !== null) {
+      let failed = false;
       try {
         profileText = await profilePromise;
       } catch (err) {
+        failed = true;
         record.errors.push(`kv-profile: ${err.name}`);
       }
       kvRead(record, profileText !== null ? "hit" : "miss");
       record.profile_read = profileText === null ? "miss" : "hit";
+      profileRead = !failed;
     }
     const profile = profileText !== null ? decodeProfile(profileText) : null;
-    if (profile !== null) {
+    if (fromCookie !== null) {
+      audience = fromCookie;
+    } else if (profile !== null) {
       audience = { country: profile.country, lang: profile.lang, bucket: profile.affinity_bucket, source: "kv" };
     } else {
       audience = {
@@ -386,8 +410,19 @@ async function personalize(iso, request, ctx, url, shellName, record) {
   } catch (err) {
     record.errors.push(`profile: ${err?.name ?? "Error"}`);
     audience = { country: UNKNOWN, lang: UNKNOWN, bucket: DEFAULT_BUCKET, source: "request" };
+    profileRead = false;
   }
   record.profile = audience.source;
+  record.audience = fromCookie !== null ? "cookie" : audience.source;
+  // Issue (or renew) the cookies: a new ID, or a profile read for a known one. A rolling es_uid
+  // goes with every es_aud; without the audience cookie only a new ID is set, as before.
+  if (uid !== null && (record.visitor === "minted" || profileRead)) {
+    const value = cfg.audienceTtl > 0 ? audienceValue(audience, uid) : null;
+    if (value !== null || record.visitor === "minted") {
+      cookies.push(cookieHeader(cfg.cookieName, uid, COOKIE_MAX_AGE));
+    }
+    if (value !== null) cookies.push(cookieHeader(cfg.audienceCookie, value, cfg.audienceTtl));
+  }
 
   if (pointerPromise !== null) {
     let pointerText = null;
@@ -446,7 +481,7 @@ async function personalize(iso, request, ctx, url, shellName, record) {
     vary: "Cookie",
     "server-timing": `kv;dur=${record.kv_ms.toFixed(2)}, shell;dur=${record.shell_ms.toFixed(2)};desc=${shell.source}`,
   });
-  if (setCookie !== null) out.append("set-cookie", setCookie);
+  for (const c of cookies) out.append("set-cookie", c);
   if (cfg.debugHeaders) {
     out.set("x-edgeshelf-debug",
       `segment=${shelf.segment}; fallback=${LEVELS[shelf.fallback]}; shell=${shell.source}`);

@@ -169,6 +169,9 @@ export async function startStack({
   apiDefaults = undefined,
   // Optional (stdout, stderr) => void for workerd's output; Miniflare prints it otherwise.
   handleRuntimeStdio = undefined,
+  // false: no edgeshelf Worker of the stack's own (the benchmark brings its Workers in
+  // `extraWorkers` and saves a Python start per stack).
+  withWorker = true,
 } = {}) {
   if (!RUNTIMES.includes(runtime)) {
     throw new Error(`--runtime must be one of ${RUNTIMES.join(", ")}, got ${runtime}`);
@@ -243,7 +246,7 @@ export async function startStack({
     DEBUG_HEADERS: "1",
     ...vars,
   };
-  const workerdPython = onPyodide
+  const workerdPython = onPyodide || !withWorker
     ? []
     : [
         pythonWorkerOptions({

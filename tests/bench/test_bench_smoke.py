@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,9 +62,61 @@ def test_peer_answers_like_edgeshelf(smoke: Path) -> None:
     data = json.loads((smoke / "bench-edge.json").read_text())
     assert data["parity"], "no parity checks ran"
     assert all(p["ok"] for p in data["parity"]), data["parity"]
-    assert {p["visitor"] for p in data["parity"]} == {"known", "cold"}
+    visitors = {p["visitor"] for p in data["parity"]}
+    assert {"known", "cold", "returning", "aud-other-id", "aud-malformed"} <= visitors
+    if data["meta"]["audience"]["ttl"] > 0:
+        assert {"gpc", "crawler"} <= visitors
     assert data["parity_naive"], "the naive peer's bodies were not checked"
     assert all(p["ok"] and p["body_only"] for p in data["parity_naive"]), data["parity_naive"]
+
+
+def _session_runs(data: dict[str, Any], mode: str) -> dict[str, dict[str, Any]]:
+    return {run["target"]: run for run in data["sessions"]["modes"][mode]["runs"]}
+
+
+def test_sessions_measured_with_and_without_the_latency_model(smoke: Path) -> None:
+    """Every Worker served visitor sessions without errors, without injected latency and under
+    the model, and the wrapper's waits were the model's: none without it, some with it."""
+    data = json.loads((smoke / "bench-edge.json").read_text())
+    sessions = data["sessions"]
+    for mode in ("none", "model"):
+        phase = sessions["modes"][mode]
+        assert all(p["ok"] for p in phase["parity"]), phase["parity"]
+        runs = _session_runs(data, mode)
+        assert set(runs) == {"py-floor", "js-floor", "js-peer", "js-naive", "edgeshelf"}
+        for run in runs.values():
+            assert run["views"] == sessions["params"]["visitors"] * sessions["params"]["views"]
+            assert run["errors"] == 0, run
+            assert run["non200"] == 0, run
+            assert run["kv_other_mode"] == 0, run
+            assert run["p95_us"] is not None, run
+    none = sessions["modes"]["none"]["applied"]
+    model = sessions["modes"]["model"]["applied"]
+    assert none["cold"]["reads"] > 0
+    assert none["cold"]["p95_ms"] == 0
+    assert model["cold"]["reads"] > 0
+    assert model["cold"]["p50_ms"] > 0
+
+
+def test_kv_reads_counted_per_worker_and_page_view(smoke: Path) -> None:
+    """The wrapper counts each Worker's KV reads by page view: the floors read none, the naive
+    peer reads a profile on every view of a visitor with an ID, and with the audience cookie on,
+    the same-algorithm peer reads no profile on a returning visitor's later views."""
+    data = json.loads((smoke / "bench-edge.json").read_text())
+    runs = _session_runs(data, "model")
+    for floor in ("py-floor", "js-floor"):
+        assert runs[floor]["kv"] == {"cold": 0, "hot": 0}
+    naive = runs["js-naive"]["segments"]
+    assert naive["new-first"]["kv"]["cold"] == 0
+    for seg in ("returning-first", "new-later", "returning-later"):
+        assert naive[seg]["kv"]["cold"] == naive[seg]["views"] > 0, naive[seg]
+        assert naive[seg]["kv"]["hot"] >= naive[seg]["views"], naive[seg]
+    peer = runs["js-peer"]["segments"]
+    assert peer["returning-first"]["kv"]["cold"] == peer["returning-first"]["views"]
+    if data["meta"]["audience"]["ttl"] > 0:
+        later = peer["returning-later"]
+        assert later["with_aud"] == later["views"] > 0, later
+        assert later["kv"]["cold"] == 0, later
 
 
 def test_cold_start_and_imports_measured(smoke: Path) -> None:
@@ -84,7 +137,18 @@ def test_cold_start_and_imports_measured(smoke: Path) -> None:
 def test_report_and_plots_written(smoke: Path) -> None:
     """The report names machine, versions and every target's status, and links plots that exist."""
     md = (smoke / "benchmarks.md").read_text()
-    for needle in ("## Targets (issue 6)", "workerd 1.2", "Pyodide", "CPUs", "## Cold start"):
+    for needle in (
+        "## Targets (issue 6)",
+        "## Targets (issue 14)",
+        "## Visitor sessions, with production's KV latency",
+        "### The KV latency model",
+        "### Page views by kind (under the model)",
+        "blog.cloudflare.com/faster-workers-kv",
+        "workerd 1.2",
+        "Pyodide",
+        "CPUs",
+        "## Cold start",
+    ):
         assert needle in md
     assert "met**" in md
     # Ratio targets against both JavaScript peers, each status computed.
@@ -98,7 +162,13 @@ def test_report_and_plots_written(smoke: Path) -> None:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[3] in ("**met**", "**not met**"), row
         assert cells[5] in ("**met**", "**not met**"), row
+    targets_14 = md.split("## Targets (issue 14)")[1].split("\n\n")[2].splitlines()[2:]
+    assert len(targets_14) >= 5
+    for row in targets_14:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[4] in ("**met**", "**not met**", "n/a"), row
     linked = [line.split("(img/")[1].rstrip(")") for line in md.splitlines() if "](img/" in line]
+    assert "bench-sessions.png" in linked
     assert linked
     for name in linked:
         assert (smoke / "img" / name).stat().st_size > 1000, name
