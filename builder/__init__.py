@@ -10,7 +10,9 @@ A library of small modules with a command line on top (``edgeshelf-builder``, :m
 - :mod:`builder.publish` sends the plan through :mod:`builder.cloudflare` under
   :mod:`builder.limiter`;
 - :mod:`builder.jobs` ties them into ``plan``, ``run``, ``gc``, ``publish_shell``, ``status``,
-  reporting through :mod:`builder.reporting`.
+  reporting through :mod:`builder.reporting`;
+- :mod:`builder.shellcopy` makes the shell copy ``publish_shell`` stores: the page and the
+  site's headers, from a file or fetched from the origin.
 
 Keys and payloads come from :mod:`edgeshelf.schema`, shared with the Worker.
 """

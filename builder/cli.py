@@ -33,7 +33,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from builder import experiments, jobs
+from builder import experiments, jobs, shellcopy
 from builder.cloudflare import KVClient, make_http_client
 from builder.config import Target, load_target, served_schema
 from builder.engines import DEFAULT_ENGINE, ENGINES, EngineSettings
@@ -527,29 +527,74 @@ def gc(
 @main.command("publish-shell")
 @click.option("--name", required=True, help="Shell name, e.g. home.")
 @click.option(
-    "--file", "file", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True
+    "--file",
+    "file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="The page, from a file (or use --from-origin).",
+)
+@click.option(
+    "--from-origin",
+    "from_origin",
+    metavar="URL",
+    help="Fetch the page and the site's headers from the origin (a 200 text/html answer).",
+)
+@click.option(
+    "--header",
+    "header_args",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="A header to serve the page with (repeatable); replaces the origin's of that name.",
 )
 @click.option("--version", "version", required=True, help="Version label, e.g. 2025-06-01.1.")
 @click.option("--path", "path", default="/", show_default=True, help="Origin path of the page.")
 @click.option("--wrangler", type=click.Path(path_type=Path), default=Path("wrangler.toml"))
 @click.pass_context
 def publish_shell(
-    ctx: click.Context, name: str, file: Path, version: str, path: str, wrangler: Path
+    ctx: click.Context,
+    name: str,
+    file: Path | None,
+    from_origin: str | None,
+    header_args: tuple[str, ...],
+    version: str,
+    path: str,
+    wrangler: Path,
 ) -> None:
-    """Store a page shell's last-known-good copy, then move the shell pointer to it."""
+    """Store a shell version's copy (the page and the site's headers), then move the pointer."""
 
     def body() -> None:
+        if file is not None and from_origin is not None:
+            raise ConfigError("give the page with --file F or with --from-origin URL, not both")
+        given = shellcopy.operator_headers(shellcopy.parse_header(h) for h in header_args)
         _, kv, http = _target(ctx, wrangler)
+        console = _stderr()
+        if file is not None:
+            html, headers = file.read_bytes(), given
+        elif from_origin is not None:
+            transport = (ctx.obj or {}).get("origin_transport")  # the CLI tests' seam
+            with shellcopy.origin_client(transport) as origin:
+                page = shellcopy.fetch_origin_page(origin, from_origin)
+            html, headers = page.html, shellcopy.merge_headers(page.headers, given)
+            console.print(
+                Text(
+                    f"fetched {page.url}: {len(html)} bytes; kept {len(page.headers)} headers, "
+                    f"left out {', '.join(page.dropped) or 'none'}"
+                ),
+                soft_wrap=True,
+            )
+        else:
+            raise ConfigError("give the page with --file F or with --from-origin URL")
         with http:
             backup, pointer = jobs.publish_shell(
                 kv,
                 name=name,
-                html=file.read_bytes(),
+                html=html,
                 version=version,
                 path=path,
-                reporter=_LineReporter(_stderr()),
+                headers=headers,
+                reporter=_LineReporter(console),
             )
-        click.echo(f"wrote {backup}, then {pointer} -> {version}")
+        names = ", ".join(dict.fromkeys(n for n, _ in headers)) or "none"
+        click.echo(f"wrote {backup} (headers: {names}), then {pointer} -> {version}")
 
     _run_guarded(body)
 

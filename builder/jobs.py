@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 from builder.batching import batches
 from builder.cloudflare import MAX_BULK_GET, MAX_BULK_PAIRS, BulkPair, KVClient
 from builder.engines import DUCKDB_MEMORY_LIMIT, EngineSettings, open_engine
-from builder.errors import APIError, BuilderError, ConfigError, MassDeleteError, PayloadError
+from builder.errors import APIError, BuilderError, ConfigError, MassDeleteError
 from builder.guards import MAX_DELETE_FRACTION, mass_delete
 from builder.limiter import DEFAULT_LIMIT, SlidingWindowLimiter
 from builder.plan import Item, Plan, PlanCounts, build_plan, check_payload, computed_items
 from builder.publish import Publisher, PublishOptions, PublishReport, Retrier
 from builder.ranking import Build, RankingOptions, compute
 from builder.reporting import Silent
+from builder.shellcopy import operator_headers, shell_copy
 from builder.sources import InputStats, load_inputs
 from builder.state import DEFAULT_STATE, RunLock, State
 from edgeshelf.schema import (
@@ -391,13 +392,16 @@ def publish_shell(
     html: bytes,
     version: str,
     path: str = "/",
+    headers: Iterable[tuple[str, str]] = (),
     reporter: Reporter | None = None,
     rate_limit: int = DEFAULT_LIMIT,
     options: PublishOptions | None = None,
 ) -> tuple[str, str]:
-    """Store the shell under ``shell:<name>:<version>``, then point ``shell:<name>`` at it.
+    """Store the shell's copy under ``shell:<name>:<version>``, then point ``shell:<name>`` at it.
 
-    The copy is written (and confirmed) before the pointer moves, so a reader that follows the
+    The copy is the page with the site's ``headers`` (``builder.shellcopy``: the Worker serves
+    every page of the version with them); a header the Worker would not keep is refused. The
+    copy is written (and confirmed) before the pointer moves, so a reader that follows the
     pointer always finds the version it names. Returns the two keys written.
     """
     reporter = reporter or Silent()
@@ -406,17 +410,13 @@ def publish_shell(
         pointer_value = encode_shell_pointer(version, path)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    try:
-        text = html.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadError(
-            f"the shell must be UTF-8 HTML ({exc.reason} at byte {exc.start})"
-        ) from exc
+    kept = operator_headers(headers)
     check_payload(backup, html, MAX_SHELL_BYTES, reporter.warn)
+    copy = shell_copy(html, kept, backup, reporter.warn)
     retrier = Retrier(
         SlidingWindowLimiter(rate_limit), options or PublishOptions(), on_wait=reporter.waiting
     )
-    for key, value in ((backup, text), (pointer, pointer_value)):
+    for key, value in ((backup, copy), (pointer, pointer_value)):
         pair = BulkPair(key=key, value=value)
 
         def send(_keys: list[str], pair: BulkPair = pair) -> list[str]:

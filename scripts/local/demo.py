@@ -385,8 +385,10 @@ def _with_stack(
     console.print(f"KV API  [cyan]{stack.api}[/]   namespace {stack.kv_namespace_id}")
     console.print(f"origin  [cyan]{stack.origin}[/]   logs {stack.log_path}")
     env = {**os.environ, **stack.builder_env(), "COLUMNS": str(console.width)}
+    # The origin serves SHELL_FILE; publishing it from there keeps the site's headers (its
+    # Content-Security-Policy, ...) with the copy the Worker serves this version from.
     version = "home-" + hashlib.sha256(SHELL_FILE.read_bytes()).hexdigest()[:10]
-    shell_args = ["--name", "home", "--file", str(SHELL_FILE), "--version", version]
+    shell_args = ["--name", "home", "--from-origin", stack.origin + "/", "--version", version]
     builder(console, ["publish-shell", *shell_args], env)
 
     step(console, 3, "Builder: events -> profiles and segments -> KV (edgeshelf-builder run)")

@@ -9,6 +9,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 from rich.console import Console
@@ -16,14 +17,12 @@ from rich.console import Console
 from builder.cli import _RichReporter, main
 from builder.sample import write_sample
 from builder.state import RunLock, State
-from edgeshelf.schema import decode_shell_pointer
+from edgeshelf.schema import ShellCopy, decode_shell_copy, decode_shell_pointer
 from tests.builder.conftest import NOW, SMALL_K
 from tests.builder.fakekv import TOKEN, FakeKV
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    import httpx
 
     from builder.sample import SampleFiles
 
@@ -294,10 +293,108 @@ def test_publish_shell_writes_copy_before_pointer(fake: FakeKV, tmp_path: Path) 
         fake, "publish-shell", "--name", "home", "--file", str(shell), "--version", "2025.1"
     )
     assert result.exit_code == 0, result.output
-    assert fake.store["shell:home:2025.1"] == shell.read_text()
+    assert decode_shell_copy(fake.store["shell:home:2025.1"]) == ShellCopy(shell.read_text(), ())
     assert decode_shell_pointer(fake.store["shell:home"]) == {"version": "2025.1", "path": "/"}
     bodies = [url for route, url in fake.requests if route == "PUT bulk"]
     assert len(bodies) == 2
+    assert "no headers kept with the copy" in result.stderr
+
+
+CSP = "default-src 'self'; img-src https://i.ytimg.com"
+SHELL = "<html><body><div data-edgeshelf-slot></div></body></html>"
+
+
+def publish(fake: FakeKV, *args: str, origin: httpx.MockTransport | None = None) -> Result:
+    obj: dict[str, Any] = {"transport": fake.transport()}
+    if origin is not None:
+        obj["origin_transport"] = origin
+    base = ["publish-shell", "--name", "home", "--version", "v1", *args]
+    return CliRunner().invoke(main, base, obj=obj, catch_exceptions=False)
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_publish_shell_keeps_the_headers_given(fake: FakeKV, tmp_path: Path) -> None:
+    """Each --header is stored with the copy, as the Worker will serve it."""
+    shell = tmp_path / "shell.html"
+    shell.write_text(SHELL)
+    result = publish(
+        fake, "--file", str(shell), "--header", f"Content-Security-Policy: {CSP}",
+        "--header", "Link: </a.css>; rel=preload", "--header", "Link: </b.js>; rel=preload",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert decode_shell_copy(fake.store["shell:home:v1"]) == ShellCopy(
+        SHELL,
+        (
+            ("content-security-policy", CSP),
+            ("link", "</a.css>; rel=preload"),
+            ("link", "</b.js>; rel=preload"),
+        ),
+    )
+    assert "headers: content-security-policy, link" in result.stdout
+    assert "warning" not in result.stderr
+
+
+@pytest.mark.usefixtures("cf_env")
+@pytest.mark.parametrize(
+    ("header", "needle"),
+    [("Set-Cookie: a=1", "'Set-Cookie': not kept with a shell"),
+     ("Vary: Accept", "'Vary': not kept with a shell"), ("no colon", "expected 'Name: value'"),
+     ("Bad Name: x", "'Bad Name': not a well-formed header")],
+)  # fmt: skip
+def test_publish_shell_refuses_a_header_the_worker_would_drop(
+    fake: FakeKV, tmp_path: Path, header: str, needle: str
+) -> None:
+    """A header the Worker would not serve is refused by name (exit 2) before any request."""
+    shell = tmp_path / "shell.html"
+    shell.write_text(SHELL)
+    result = publish(fake, "--file", str(shell), "--header", header)
+    assert result.exit_code == 2
+    assert needle in result.stderr
+    assert fake.requests == []
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_publish_shell_from_origin_keeps_the_sites_headers(fake: FakeKV) -> None:
+    """--from-origin stores the origin's page with its kept headers, --header overriding one."""
+
+    def origin(request: httpx.Request) -> httpx.Response:
+        assert "authorization" not in request.headers, "the API token never goes to the origin"
+        return httpx.Response(200, content=SHELL.encode(), headers=[
+            ("content-type", "text/html"), ("content-security-policy", CSP),
+            ("x-frame-options", "SAMEORIGIN"), ("set-cookie", "s=1"), ("etag", '"1"'),
+        ])  # fmt: skip
+
+    result = publish(
+        fake, "--from-origin", "https://origin.test/", "--header", "X-Frame-Options: DENY",
+        origin=httpx.MockTransport(origin),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    copy = decode_shell_copy(fake.store["shell:home:v1"])
+    assert copy == ShellCopy(SHELL, (("content-security-policy", CSP), ("x-frame-options", "DENY")))
+    assert "left out content-length, content-type, etag, set-cookie" in result.stderr
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_publish_shell_from_a_failing_origin_writes_nothing(fake: FakeKV) -> None:
+    """An origin that does not answer 200 with HTML is refused (exit 3): nothing is written."""
+    failing = httpx.MockTransport(lambda _r: httpx.Response(502, text="bad gateway"))
+    result = publish(fake, "--from-origin", "https://origin.test/", origin=failing)
+    assert result.exit_code == 3
+    assert "https://origin.test/: the origin answered 502" in result.stderr
+    assert fake.requests == []
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_publish_shell_needs_exactly_one_page(fake: FakeKV, tmp_path: Path) -> None:
+    """Neither --file nor --from-origin, or both, is a usage error (exit 2)."""
+    shell = tmp_path / "shell.html"
+    shell.write_text(SHELL)
+    neither = publish(fake)
+    both = publish(fake, "--file", str(shell), "--from-origin", "https://origin.test/")
+    assert (neither.exit_code, both.exit_code) == (2, 2)
+    assert "--file F or with --from-origin URL" in neither.stderr
+    assert "not both" in both.stderr
+    assert fake.requests == []
 
 
 @pytest.mark.usefixtures("cf_env")

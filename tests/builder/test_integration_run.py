@@ -13,6 +13,8 @@ import json
 import os
 import signal
 import subprocess
+import time
+import uuid
 from typing import TYPE_CHECKING
 
 import httpx
@@ -22,6 +24,7 @@ from builder.cloudflare import KVClient
 from builder.sample import write_sample
 from builder.state import State
 from edgeshelf.profile import Audience
+from edgeshelf.schema import decode_shell_copy, shell_backup_key
 from edgeshelf.segments import chain_for
 from tests.builder.support import (
     assert_kv_equals_plan,
@@ -36,7 +39,7 @@ from tests.conftest import start_stack
 from tests.support.pages import shelf_from_html
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from localstack import LocalStack
@@ -196,6 +199,95 @@ def test_fatal_refusal_mid_publish_is_recorded_as_an_incomplete_run(
     assert rerun["complete"] is True
     assert rerun["plan"]["write"]["unconfirmed"]["profiles"] > 0
     assert_kv_equals_plan(kv, files)
+
+
+# --- publish-shell: the copy keeps the site's headers (issue 13, item 1) ----------------------
+
+CSP = "default-src 'self'; img-src 'self' https://i.ytimg.com"
+COPY_MARKER = "<!-- the published copy -->"
+
+
+def served(stack: LocalStack, until: Callable[[httpx.Response], bool]) -> httpx.Response:
+    """The homepage once ``until`` holds for it: each isolate re-reads the pointer within
+    SHELL_POINTER_TTL (10 s in wrangler.toml), so a published version shows within seconds."""
+    deadline = time.monotonic() + 30
+    while True:
+        r = httpx.get(stack.worker + "/", timeout=30)
+        if r.status_code == 200 and until(r):
+            return r
+        assert time.monotonic() < deadline, f"never served: {r.status_code} {r.headers}"
+        time.sleep(0.2)
+
+
+def source(r: httpx.Response) -> str:
+    return dict(part.strip().split("=", 1) for part in r.headers["x-edgeshelf-debug"].split(";"))[
+        "shell"
+    ]
+
+
+@pytest.fixture
+def origin_restored(bstack: LocalStack) -> Iterator[None]:
+    yield
+    bstack.origin_config(mode="ok")
+
+
+@pytest.mark.usefixtures("origin_restored")
+def test_published_headers_are_served_from_the_copy_with_the_origin_down(
+    bstack: LocalStack, tmp_path: Path
+) -> None:
+    """A copy published with --header is served with those headers, origin down, copy or cache."""
+    page = httpx.get(bstack.origin + "/", timeout=30).text.replace("<main>", "<main>" + COPY_MARKER)
+    shell = tmp_path / "home.html"
+    shell.write_text(page)
+    version = "hdr-" + uuid.uuid4().hex[:10]
+    proc = cli(
+        bstack, "publish-shell", "--name", "home", "--file", str(shell), "--version", version,
+        "--header", f"Content-Security-Policy: {CSP}", "--header", "X-Frame-Options: DENY",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "headers: content-security-policy, x-frame-options" in proc.stdout
+    bstack.origin_config(mode="down")
+    first = served(bstack, lambda r: COPY_MARKER in r.text)
+    assert source(first) == "kv-copy"
+    later = served(bstack, lambda r: source(r) in {"cache", "memory"})
+    for r in (first, later):
+        assert COPY_MARKER in r.text
+        assert r.headers["content-security-policy"] == CSP
+        assert r.headers["x-frame-options"] == "DENY"
+        assert "strict-transport-security" not in r.headers  # the copy's headers, not the origin's
+        assert r.headers["cache-control"] == "private, no-store"
+        assert all(c.startswith("es_uid=") for c in r.headers.get_list("set-cookie"))
+
+
+@pytest.mark.usefixtures("origin_restored")
+def test_publish_from_origin_keeps_the_sites_headers_for_when_it_is_down(
+    bstack: LocalStack,
+) -> None:
+    """--from-origin stores the origin's security headers; the Worker serves them origin down."""
+    site = httpx.get(bstack.origin + "/", timeout=30).headers
+    version = "org-" + uuid.uuid4().hex[:10]
+    proc = cli(
+        bstack, "publish-shell", "--name", "home", "--from-origin", bstack.origin + "/",
+        "--version", version, "--header", f"X-Shell-Version: {version}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    for dropped in ("set-cookie", "etag", "last-modified", "content-length"):
+        assert dropped in proc.stderr.split("left out ", 1)[1]
+    stored = decode_shell_copy(bstack.kv_get(shell_backup_key("home", version)))
+    assert stored is not None
+    bstack.origin_config(mode="down")
+    r = served(bstack, lambda r: r.headers.get("x-shell-version") == version)
+    assert source(r) == "kv-copy"
+    kept = (
+        "content-security-policy", "strict-transport-security", "x-frame-options",
+        "referrer-policy", "permissions-policy", "link", "x-origin",
+    )  # fmt: skip
+    from_site = {name: site[name] for name in kept}
+    assert {name: r.headers.get(name) for name in kept} == from_site
+    assert dict(stored.headers) == {**from_site, "x-shell-version": version}
+    for gone in ("etag", "last-modified", "age", "expires"):
+        assert gone not in r.headers
+    assert not any("origin_session" in c for c in r.headers.get_list("set-cookie"))
 
 
 @pytest.mark.spark

@@ -211,7 +211,7 @@ def test_builder_output_is_accepted_by_worker(tmp_path: Path) -> None:
 
 @pytest.mark.cpython_only
 def test_builder_shell_publication_is_followed_by_worker() -> None:
-    """The shell copy and pointer the builder publishes are the keys the Worker reads."""
+    """The builder's shell copy (page, headers) and pointer are what the Worker reads."""
     from builder.cloudflare import BulkResult  # noqa: PLC0415
     from builder.jobs import publish_shell  # noqa: PLC0415
 
@@ -232,10 +232,13 @@ def test_builder_shell_publication_is_followed_by_worker() -> None:
         html=html.encode(),
         version="2025-06-01.1",
         path="/",
+        headers=[("Content-Security-Policy", "default-src 'self'")],
     )
     assert pointer_key == schema.shell_pointer_key("home")
     pointer = schema.decode_shell_pointer(written[pointer_key])
     assert pointer == {"version": "2025-06-01.1", "path": "/"}
     assert backup_key == schema.shell_backup_key("home", pointer["version"])
-    assert usable_shell(written[backup_key])
-    assert written[backup_key] == html
+    copy = schema.decode_shell_copy(written[backup_key])
+    assert copy is not None
+    assert usable_shell(copy.html)
+    assert copy == schema.ShellCopy(html, (("content-security-policy", "default-src 'self'"),))
