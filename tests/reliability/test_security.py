@@ -32,6 +32,7 @@ from builder.sample import write_sample
 from edgeshelf import schema
 from edgeshelf.profile import audience_for
 from edgeshelf.segments import chain_for
+from tests.reliability.conftest import scale
 from tests.runtime.helpers import Audience, fresh_audience, put_segment
 from tests.support.pages import shelf_from_html
 from tests.support.rawhttp import RawResponse, send
@@ -349,6 +350,52 @@ def test_cookie_flags(stack, record):
            faults="GET/HEAD, junk cookies, GPC, returning visitor", five_xx=0, keys_lost="n/a",
            notes="HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age 400 days; no Domain; "
            "none set under GPC or for a returning visitor; pages private, no-store")  # fmt: skip
+
+
+# --- Sec-GPC with an ID the browser still sends ---------------------------------------------
+
+CLEARED = "es_uid=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Lax"
+GPC_COOKIES: list[Callable[[str], bytes]] = [
+    lambda u: f"es_uid={u}".encode(),
+    lambda u: f"theme=dark; es_uid={u}; lang=fr".encode(),
+    lambda u: f"es_uid={u}; es_uid={uuid.uuid4()}".encode(),
+    lambda u: b"es_uid=not-an-id",
+]
+
+
+def test_gpc_clears_an_existing_id_and_reads_no_profile(stack, record):
+    """``Sec-GPC: 1`` with an ID cookie clears it with the attributes it was set with, reads no
+    profile (a trap profile sits behind each ID) and serves the request's own shelf."""
+    n = scale(8, 100)
+    for i in range(n):
+        trap, own = Trap.make(stack), Own.make(stack)
+        uid = str(uuid.uuid4())
+        trap.plant(stack, schema.profile_key(uid))
+        cookie = GPC_COOKIES[i % len(GPC_COOKIES)](uid)
+        log = WorkerLog(stack)
+        r = send(stack.worker, b"GET", b"/", [(b"Cookie", cookie), (b"Sec-GPC", b"1"),
+                                              *own.headers()])  # fmt: skip
+        case = f"GPC with cookie {cookie!r}"
+        assert r.header("set-cookie") == [CLEARED], case
+        entry = log.next()
+        assert entry["visitor"] == "gpc", case
+        assert_own_fallback(r, entry, own, trap, case, profile_read="skipped")
+    # Without a cookie there is nothing to clear, and nothing is set.
+    bare = send(stack.worker, b"GET", b"/", [(b"Sec-GPC", b"1")])
+    assert (bare.status, bare.header("set-cookie")) == (200, [])
+    # The control: the same kind of ID without GPC reaches its trap profile, so traps would show.
+    trap, own = Trap.make(stack), Own.make(stack)
+    uid = str(uuid.uuid4())
+    trap.plant(stack, schema.profile_key(uid))
+    r = send(stack.worker, b"GET", b"/", [(b"Cookie", f"es_uid={uid}".encode()), *own.headers()])
+    assert page_shelf(r)["ids"] == trap.ids
+    record("security", "Sec-GPC with an existing ID cookie (a trap profile behind each ID)",
+           load=f"{n + 2} requests", faults="an ID alone, among other cookies, duplicated, and a "
+           "junk value, each with Sec-GPC: 1", five_xx=0, keys_lost="n/a",
+           notes="each cleared (es_uid=; Max-Age=0, same Path, HttpOnly, Secure, SameSite), no "
+           "profile read, the request's own default shelf served; GPC without a cookie set none; "
+           "the control without GPC reached its trap profile",
+    )  # fmt: skip
 
 
 # --- the API token never shown ---------------------------------------------------------------
