@@ -19,16 +19,10 @@ from edgeshelf import schema
 from edgeshelf.crawlers import CRAWLER_TOKENS
 from tests.builder.support import cli
 from tests.reliability.conftest import FULL, scale
-from tests.runtime.helpers import (
-    debug,
-    fresh_audience,
-    put_profile,
-    put_raw,
-    put_segment,
-    shelf,
-    visit,
-)
+from tests.runtime import helpers
+from tests.runtime.helpers import fresh_audience, put_profile, put_raw, put_segment, shelf, visit
 from tests.runtime.test_fuzz import check, requests
+from tests.runtime.test_shell import assert_site_headers, site_headers
 from tests.support.rawhttp import send
 
 HOSTILE_VALUES: list[object] = [
@@ -192,15 +186,6 @@ def test_origin_faults(fresh_stack, cache, record):
 
 # --- issue 13: pointer read errors, the site's headers, crawlers -------------------------------
 
-SITE_HEADERS = (
-    "content-security-policy",
-    "strict-transport-security",
-    "x-frame-options",
-    "referrer-policy",
-    "permissions-policy",
-    "link",
-)
-
 
 def test_pointer_read_errors_with_the_origin_down(fresh_stack, record):
     """Every shell pointer read failing and the origin down, cache cold: the version read last is
@@ -216,10 +201,9 @@ def test_pointer_read_errors_with_the_origin_down(fresh_stack, record):
             marker = f"<!-- the copy of {version} -->"
             # One good read, so the isolate knows the version; the origin's answer is cached
             # only NO_POINTER_SHELL_TTL (2 s here), as the version has no copy yet.
-            put_raw(fresh_stack, pointer, schema.encode_shell_pointer(version))
-            assert debug(visit(fresh_stack))["shell"] == "origin"
-            put_raw(
-                fresh_stack,
+            fresh_stack.kv_put(pointer, schema.encode_shell_pointer(version))
+            assert helpers.debug(visit(fresh_stack))["shell"] == "origin"
+            fresh_stack.kv_put(
                 schema.shell_backup_key("home", version),
                 html.replace("<main>", "<main>" + marker, 1),
             )
@@ -233,7 +217,7 @@ def test_pointer_read_errors_with_the_origin_down(fresh_stack, record):
                 five_xx += r.status_code >= 500
                 assert r.status_code == 200, r.text[:200]
                 assert marker in r.text
-                sources[debug(r)["shell"]] += 1
+                sources[helpers.debug(r)["shell"]] += 1
             want = before + per_round
             logs = fresh_stack.wait_worker_logs(lambda lg, want=want: len(lg) >= want)
             for rec in logs[before:]:
@@ -261,25 +245,10 @@ def test_pointer_read_errors_with_the_origin_down(fresh_stack, record):
     assert set(sources) <= {"kv-copy", "cache"}
 
 
-def _assert_site_headers(r: httpx.Response, expected: dict[str, str]) -> None:
-    assert r.status_code == 200, r.text[:200]
-    assert {name: r.headers.get(name) for name in SITE_HEADERS} == expected
-    assert r.headers["cache-control"] == "private, no-store"
-    assert r.headers["vary"] == "Cookie"
-    for gone in ("etag", "last-modified", "age", "expires", "content-length"):
-        assert gone not in r.headers
-    assert all(c.startswith("es_uid=") for c in r.headers.get_list("set-cookie"))
-
-
 def test_the_sites_headers_under_every_shell_source(stack, fresh_stack, record):
     """The origin's security headers reach every page from the origin, the cache, isolate memory
     and a copy published by ``publish-shell --from-origin`` with the origin down."""
-    expected = {
-        name: value
-        for name, value in httpx.get(fresh_stack.origin + "/", timeout=30).headers.items()
-        if name in SITE_HEADERS
-    }
-    assert set(expected) == set(SITE_HEADERS)
+    expected = site_headers(fresh_stack)
     per_source = scale(3, 25)
     sources: Counter[str] = Counter()
     sent = 0
@@ -287,8 +256,10 @@ def test_the_sites_headers_under_every_shell_source(stack, fresh_stack, record):
     def check(r: httpx.Response) -> str:
         nonlocal sent
         sent += 1
-        _assert_site_headers(r, expected)
-        source = debug(r)["shell"]
+        assert r.status_code == 200, r.text[:200]
+        assert_site_headers(r, expected)
+        assert "content-length" not in r.headers
+        source = helpers.debug(r)["shell"]
         sources[source] += 1
         return source
 
@@ -297,7 +268,7 @@ def test_the_sites_headers_under_every_shell_source(stack, fresh_stack, record):
         # Origin, then cache: versions with no copy (fresh_stack keeps nothing in memory).
         for _ in range(per_source):
             version = "o" + uuid.uuid4().hex[:12]
-            put_raw(fresh_stack, pointer, schema.encode_shell_pointer(version))
+            fresh_stack.kv_put(pointer, schema.encode_shell_pointer(version))
             assert check(visit(fresh_stack)) == "origin"
             for _ in range(50):
                 if check(visit(fresh_stack)) == "cache":
