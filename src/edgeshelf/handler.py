@@ -1,8 +1,9 @@
-"""The read path: request -> identity -> profile -> segment -> shell -> injected page.
+"""The read path: request -> identity -> audience -> segment -> shell -> injected page.
 
 FFI module (runs only in the Workers runtime); every decision it makes is delegated to a pure
 module, and every value it reads from JavaScript crosses ``ffi``. The steps have modules of
-their own: ``identity`` (who is asking), ``profile`` (which audience), ``shelves`` (the shelf
+their own: ``identity`` (who is asking), ``audience_cookie`` and ``profile`` (which audience:
+the one the browser carries, else the stored profile or request signals), ``shelves`` (the shelf
 along the fallback chain), ``shell`` (the page shell from memory, cache, KV or origin). Per
 request FFI work is kept small (docs/benchmarks.md measures each crossing): option objects and
 response headers are built once per isolate or shell version, independent reads start
@@ -23,6 +24,7 @@ from js import HTMLRewriter, Object, Request, Response, console, fetch
 from pyodide.ffi import JsException, to_js
 
 from . import ffi, identity, inject, schema
+from .audience_cookie import read_audience, set_audience_header
 from .config import Config, load_config
 from .metrics import RequestRecord
 from .profile import Audience, audience_for
@@ -134,19 +136,26 @@ async def _personalize(
     cfg = iso.config
     headers = js_req.headers
 
-    # 1. Identity: a crawler, GPC (no persistent ID), a returning ID, or a new one.
+    # 1. Identity: a crawler, GPC (no persistent ID), a returning ID, or a new one; and the
+    # audience a returning visitor's browser carries (the audience cookie), if it is valid.
+    cookies = ffi.header(headers, "cookie")
     who = identity.identify(
-        ffi.header(headers, "cookie"),
+        cookies,
         ffi.header(headers, "sec-gpc"),
         ffi.header(headers, "user-agent"),
         ffi.cf_value(js_req, "botManagement", "verifiedBot") is True,
         cfg.cookie_name,
+        cfg.audience_cookie,
     )
     record.visitor, record.bot = who.kind, who.kind == "bot"
+    carried = None
+    if cfg.audience_ttl > 0 and who.kind == "cookie" and who.uid is not None:
+        carried = read_audience(cookies, cfg.audience_cookie, who.uid)
 
-    # 2. Start the independent reads together: the profile and the shell pointer.
+    # 2. Start the independent reads together: the profile (unless the cookie carries the
+    # audience) and the shell pointer.
     profile_promise = None
-    if who.kind == "cookie" and who.uid is not None:
+    if who.kind == "cookie" and who.uid is not None and carried is None:
         profile_promise = iso.kv.get(schema.profile_key(who.uid), iso.text_opts)
     pointer_promise = iso.shells.pointer_promise(shell_name)
     request_origin = f"{parts.scheme}://{parts.netloc}"
@@ -157,12 +166,24 @@ async def _personalize(
     # 3. Audience -> shelf. A failure here costs the shelf, not the page.
     kv_started = time.perf_counter()
     steps: list[Step] = iso.global_chain
+    audience_cookie = None
     if not record.bot:
-        try:
-            audience = await _audience(js_req, headers, profile_promise, record)
-        except Exception as exc:  # containment: fall back to request signals
-            record.errors.append(f"profile: {type(exc).__name__}")
-            audience = audience_for(None, None, None)
+        read_ok = True
+        if carried is not None:
+            audience, record.audience = carried, "cookie"
+        else:
+            try:
+                audience, read_ok = await _audience(js_req, headers, profile_promise, record)
+            except Exception as exc:  # containment: fall back to request signals
+                record.errors.append(f"profile: {type(exc).__name__}")
+                audience, read_ok = audience_for(None, None, None), False
+            record.audience = audience.source
+            # Issued once the profile was read (found or not) or a new ID was minted; never
+            # after a failed read, whose stand-in audience must not stick for AUDIENCE_TTL.
+            if cfg.audience_ttl > 0 and who.uid is not None and read_ok:
+                audience_cookie = set_audience_header(
+                    cfg.audience_cookie, audience, who.uid, cfg.audience_ttl
+                )
         record.profile = audience.source
         steps = chain_for(audience, cfg.schema)
     if pointer_promise is not None:
@@ -185,18 +206,21 @@ async def _personalize(
     if shell is None:
         return _unavailable()
     record.shell, record.shell_version = shell.source, shell.version
-    return _respond(iso, record, shell, ready, who.set_cookies)
+    set_cookies = identity.issue_cookies(who, cfg.cookie_name, audience_cookie)
+    return _respond(iso, record, shell, ready, set_cookies)
 
 
 async def _audience(
     js_req: Any, headers: Any, profile_promise: Any, record: RequestRecord
-) -> Audience:
-    profile_text = None
+) -> tuple[Audience, bool]:
+    """The audience from the stored profile and request signals, and whether the read worked."""
+    profile_text, read_ok = None, True
     if profile_promise is not None:
         try:
             profile_text = ffi.text(await profile_promise)
         except JsException as exc:
             record.errors.append(f"kv-profile: {exc.name}")
+            read_ok = False
         record.kv_read("hit" if profile_text is not None else "miss")
         record.profile_read = "miss" if profile_text is None else "hit"
     audience = audience_for(
@@ -204,7 +228,7 @@ async def _audience(
     )
     if profile_text is not None and audience.source != "kv":
         record.profile_read = "invalid"
-    return audience
+    return audience, read_ok
 
 
 def _respond(

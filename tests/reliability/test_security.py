@@ -32,7 +32,7 @@ from builder.sample import write_sample
 from edgeshelf import schema
 from edgeshelf.profile import audience_for
 from edgeshelf.segments import chain_for
-from tests.runtime.helpers import Audience, fresh_audience, put_segment
+from tests.runtime.helpers import AUDIENCE_SET, MINTED, Audience, fresh_audience, put_segment
 from tests.support.pages import shelf_from_html
 from tests.support.rawhttp import RawResponse, send
 
@@ -46,10 +46,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.runtime
 
 ROOT = Path(__file__).resolve().parents[2]
-MINTED = re.compile(
-    r"es_uid=([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}); "
-    r"Max-Age=34560000; Path=/; HttpOnly; Secure; SameSite=Lax"
-)
 
 
 # --- the Worker's log, read from where the last look ended ------------------------------------
@@ -211,7 +207,10 @@ def test_cookie_key_injection_reads_no_unexpected_key(stack, record):
     log = WorkerLog(stack)
     r = send(stack.worker, b"GET", b"/", [(b"Cookie", f"es_uid={u}".encode()), *own.headers()])
     assert page_shelf(r)["ids"] == trap.ids
-    assert (log.next()["profile_read"], r.header("set-cookie")) == ("hit", [])
+    assert log.next()["profile_read"] == "hit"
+    rolled = MINTED.fullmatch(r.header("set-cookie")[0])
+    assert rolled is not None
+    assert rolled.group(1) == u
     record("security", "key injection through the es_uid cookie (traps at the keys it names)",
            load=f"{len(COOKIE_ATTACKS) + 1} requests", faults="../, u:, seg:, %-escapes, DEL, "
            "quotes, case, bidi, lists, 600-byte values", five_xx=0, keys_lost="n/a",
@@ -327,28 +326,39 @@ def test_request_signal_injection_reads_no_unexpected_key(stack, record):
 
 
 def test_cookie_flags(stack, record):
-    """The minted ID cookie is HttpOnly, Secure, SameSite=Lax, Path=/, 400 days, host-only."""
+    """Both cookies are HttpOnly, Secure, SameSite=Lax, Path=/ and host-only: the ID for 400
+    days, the audience for AUDIENCE_TTL; none under GPC, none once the audience is carried."""
     checked = 0
     for method in ("GET", "HEAD"):
         for extra in ({}, {"cookie": "theme=dark; es_uid=bogus"}):
             r = httpx.request(method, stack.worker + "/", headers=extra, timeout=30)
             cookies = r.headers.get_list("set-cookie")
-            assert len(cookies) == 1, cookies
+            assert len(cookies) == 2, cookies
             assert MINTED.fullmatch(cookies[0]), cookies[0]
-            assert "domain=" not in cookies[0].lower()
+            aud = AUDIENCE_SET.fullmatch(cookies[1])
+            assert aud is not None, cookies[1]
+            assert aud.group(2) == "3600"
+            assert all("domain=" not in c.lower() for c in cookies)
             checked += 1
     gpc = httpx.get(stack.worker + "/", headers={"sec-gpc": "1"}, timeout=30)
     assert "set-cookie" not in gpc.headers
+    uid = str(uuid.uuid4())
+    first = httpx.get(stack.worker + "/", headers={"cookie": f"es_uid={uid}"}, timeout=30)
+    rolled, aud_cookie = first.headers.get_list("set-cookie")
+    assert MINTED.fullmatch(rolled)
+    assert uid in rolled
+    aud_value = aud_cookie.split(";", 1)[0]
     returning = httpx.get(
-        stack.worker + "/", headers={"cookie": f"es_uid={uuid.uuid4()}"}, timeout=30
+        stack.worker + "/", headers={"cookie": f"es_uid={uid}; {aud_value}"}, timeout=30
     )
     assert "set-cookie" not in returning.headers
     assert returning.headers["cache-control"] == "private, no-store"
     assert returning.headers["vary"] == "Cookie"
-    record("security", "cookie flags", load=f"{checked + 2} requests",
+    record("security", "cookie flags", load=f"{checked + 3} requests",
            faults="GET/HEAD, junk cookies, GPC, returning visitor", five_xx=0, keys_lost="n/a",
-           notes="HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age 400 days; no Domain; "
-           "none set under GPC or for a returning visitor; pages private, no-store")  # fmt: skip
+           notes="es_uid and es_aud: HttpOnly; Secure; SameSite=Lax; Path=/; no Domain; ID 400 "
+           "days (rolled when es_aud is issued), audience 1 h; none under GPC or for a "
+           "returning visitor carrying its audience; pages private, no-store")  # fmt: skip
 
 
 # --- the API token never shown ---------------------------------------------------------------

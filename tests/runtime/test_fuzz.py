@@ -117,9 +117,12 @@ def check(resp: RawResponse, method: bytes, target: bytes) -> None:
     if personalized and resp.status == 200:
         assert resp.header("content-type")[0].startswith("text/html")
         assert resp.header("cache-control") == ["private, no-store"]
-        for cookie in resp.header("set-cookie"):  # a new ID, or clearing one under GPC
+        # A (rolled) ID and the audience bound to it, or clearing both under GPC.
+        for cookie in resp.header("set-cookie"):
             assert re.fullmatch(
-                r"es_uid=([0-9a-f-]{36}; Max-Age=34560000|; Max-Age=0)"
+                r"(es_uid=([0-9a-f-]{36}; Max-Age=34560000|; Max-Age=0)"
+                r"|es_aud=(a1\.[a-z]{2}\.[a-z]{2,3}\.[a-z0-9_]{1,32}\.[kr]\.[0-9a-f]{8}"
+                r"; Max-Age=3600|; Max-Age=0))"
                 r"; Path=/; HttpOnly; Secure; SameSite=Lax",
                 cookie,
             )
