@@ -24,11 +24,12 @@ from js import HTMLRewriter, Object, Request, Response, console, fetch
 from pyodide.ffi import JsException, to_js
 
 from . import ffi, identity, inject, schema
+from .arms import ExperimentStore
 from .audience_cookie import read_audience, set_audience_header
 from .config import Config, load_config
 from .metrics import RequestRecord
 from .profile import Audience, audience_for
-from .segments import LEVELS, Step, chain_for
+from .segments import LEVELS, Step, treatment_chain
 from .shell import ShellSource, ShellStore
 from .shelves import ReadyShelf, ShelfStore
 
@@ -56,6 +57,7 @@ class _Isolate:
             self.kv, cfg.origin_url, cfg.origin_timeout_ms, self.text_opts,
             cfg.pointer_ttl_s, cfg.no_pointer_shell_ttl_s,
         )  # fmt: skip
+        self.experiments = ExperimentStore(self.kv, self.text_opts, cfg.pointer_ttl_s)
         # Crawlers always get the global shelf (a search engine sees the same page each time).
         self.global_chain = [
             Step(2, schema.GLOBAL_SEGMENT, schema.segment_key(schema.GLOBAL_SEGMENT, cfg.schema))
@@ -153,50 +155,28 @@ async def _personalize(
         carried = read_audience(cookies, cfg.audience_cookie, who.uid)
 
     # 2. Start the independent reads together: the profile (unless the cookie carries the
-    # audience) and the shell pointer.
+    # audience), the shell pointer and the experiment (both only when the isolate's are stale).
     profile_promise = None
     if who.kind == "cookie" and who.uid is not None and carried is None:
         profile_promise = iso.kv.get(schema.profile_key(who.uid), iso.text_opts)
     pointer_promise = iso.shells.pointer_promise(shell_name)
+    experiment_promise = iso.experiments.promise()
     request_origin = f"{parts.scheme}://{parts.netloc}"
     if pointer_promise is None:  # the isolate's pointer is fresh: start the shell's lookup now
         version, shell_path = iso.shells.current(shell_name, parts.path)
         lookup = iso.shells.lookup(request_origin, shell_name, version, shell_path)
 
-    # 3. Audience -> shelf. A failure here costs the shelf, not the page.
+    # 3. Audience and arm -> shelf. A failure here costs the shelf, not the page.
     kv_started = time.perf_counter()
-    steps: list[Step] = iso.global_chain
-    audience_cookie = None
-    if not record.bot:
-        read_ok = True
-        if carried is not None:
-            audience, record.audience = carried, "cookie"
-        else:
-            try:
-                audience, read_ok = await _audience(js_req, headers, profile_promise, record)
-            except Exception as exc:  # containment: fall back to request signals
-                record.errors.append(f"profile: {type(exc).__name__}")
-                audience, read_ok = audience_for(None, None, None), False
-            record.audience = audience.source
-            # Issued once the profile was read (found or not) or a new ID was minted; never
-            # after a failed read, whose stand-in audience must not stick for AUDIENCE_TTL.
-            if cfg.audience_ttl > 0 and who.uid is not None and read_ok:
-                audience_cookie = set_audience_header(
-                    cfg.audience_cookie, audience, who.uid, cfg.audience_ttl
-                )
-        record.profile = audience.source
-        steps = chain_for(audience, cfg.schema)
+    audience, audience_cookie = await _choose_audience(
+        iso, js_req, headers, who, carried, profile_promise, record
+    )
     if pointer_promise is not None:
         version, shell_path = await iso.shells.read_pointer(
             shell_name, pointer_promise, parts.path, record
         )
         lookup = iso.shells.lookup(request_origin, shell_name, version, shell_path, renew=True)
-    try:
-        ready = await iso.shelves.find(steps, cfg.schema, record)
-    except Exception as exc:  # containment: the shell's default content stays
-        record.errors.append(f"segment: {type(exc).__name__}")
-        ready = iso.shelves.empty
-        record.segment, record.fallback = "", ready.shelf.fallback
+    ready = await _shelf(iso, who, audience, experiment_promise, record)
     record.kv_ms = (time.perf_counter() - kv_started) * 1000
 
     # 4. The shell: isolate memory, the cache, the version's copy in KV or the origin.
@@ -208,6 +188,61 @@ async def _personalize(
     record.shell, record.shell_version = shell.source, shell.version
     set_cookies = identity.issue_cookies(who, cfg.cookie_name, audience_cookie)
     return _respond(iso, record, shell, ready, set_cookies)
+
+
+async def _choose_audience(
+    iso: _Isolate, js_req: Any, headers: Any, who: identity.Identity,
+    carried: Audience | None, profile_promise: Any, record: RequestRecord,
+) -> tuple[Audience | None, str | None]:  # fmt: skip
+    """The visitor's audience (None for a crawler), and the audience cookie to issue, if any."""
+    if record.bot:
+        return None, None
+    cfg = iso.config
+    audience_cookie = None
+    if carried is not None:
+        audience, record.audience = carried, "cookie"
+    else:
+        try:
+            audience, read_ok = await _audience(js_req, headers, profile_promise, record)
+        except Exception as exc:  # containment: fall back to request signals
+            record.errors.append(f"profile: {type(exc).__name__}")
+            audience, read_ok = audience_for(None, None, None), False
+        record.audience = audience.source
+        # Issued once the profile was read (found or not) or a new ID was minted; never after
+        # a failed read, whose stand-in audience must not stick for AUDIENCE_TTL.
+        if cfg.audience_ttl > 0 and who.uid is not None and read_ok:
+            audience_cookie = set_audience_header(
+                cfg.audience_cookie, audience, who.uid, cfg.audience_ttl
+            )
+    record.profile = audience.source
+    return audience, audience_cookie
+
+
+async def _shelf(
+    iso: _Isolate, who: identity.Identity, audience: Audience | None,
+    experiment_promise: Any, record: RequestRecord,
+) -> ReadyShelf:  # fmt: skip
+    """The visitor's shelf: their arm's treatment along its chain (crawlers: the global one)."""
+    seg_schema = iso.config.schema
+    exp = arm_name = None
+    try:
+        experiment = await iso.experiments.current(experiment_promise, record)
+        if audience is None:
+            steps = iso.global_chain
+        else:
+            # Only visitors with an ID are enrolled: GPC has none, crawlers no audience.
+            arm = iso.experiments.arm_for(experiment, who.uid)
+            treatment = "personalized"
+            if experiment is not None and arm is not None:
+                exp, arm_name, treatment = experiment["name"], arm["name"], arm["treatment"]
+            seg_schema, steps = treatment_chain(treatment, audience, seg_schema)
+        record.exp, record.arm = exp, arm_name
+        return await iso.shelves.find(steps, seg_schema, record, exp, arm_name)
+    except Exception as exc:  # containment: the shell's default content stays
+        record.errors.append(f"segment: {type(exc).__name__}")
+        ready = iso.shelves.empty(exp, arm_name)
+        record.segment, record.fallback = "", ready.shelf.fallback
+        return ready
 
 
 async def _audience(

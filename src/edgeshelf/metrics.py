@@ -37,6 +37,8 @@ class RequestRecord:
     bot: bool = False  # a known crawler (crawlers.py): global shelf, no ID, not in the rates
     profile: str = "none"  # kv | request (defaulted from cf.country + Accept-Language)
     audience: str = "none"  # cookie (the audience cookie) | kv | request: what served it
+    exp: str | None = None  # the experiment the visitor is enrolled in (exp:active), if any
+    arm: str | None = None  # their arm: never the ID, which the builder recomputes arms from
     profile_read: str = "skipped"  # hit | miss | invalid | skipped
     segment: str = ""
     fallback: int = 3
@@ -69,6 +71,8 @@ class RequestRecord:
                 "bot": self.bot,
                 "profile": self.profile,
                 "audience": self.audience,
+                "exp": self.exp,
+                "arm": self.arm,
                 "profile_read": self.profile_read,
                 "segment": self.segment,
                 "fallback": self.fallback,
@@ -94,7 +98,8 @@ class RequestRecord:
         and fallback are not counted, so the rates describe visitors), ``double7`` 1 when the
         visitor's profile ``u:<uid>`` was read (profile reads per page view: ``SUM(double7) /
         SUM(double1)``; the audience cookie keeps it near 0 for returning visitors). Blobs:
-        segment, fallback, shell source, profile source, visitor kind, audience source.
+        segment, fallback, shell source, profile source, visitor kind, audience source,
+        experiment and arm (empty when the visitor is not enrolled).
         """
         human = not self.bot
         # fmt: off
@@ -102,7 +107,7 @@ class RequestRecord:
             "indexes": [_index(self.segment)],
             "blobs": [
                 self.segment, str(self.fallback), self.shell, self.profile, self.visitor,
-                self.audience,
+                self.audience, self.exp or "", self.arm or "",
             ],
             "doubles": [
                 1.0,

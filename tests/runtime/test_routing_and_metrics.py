@@ -102,7 +102,7 @@ def test_analytics_engine_point_when_bound(fresh_stack, uid):
     assert point == {
         "dataset": "edgeshelf",
         "indexes": [aud.exact],
-        "blobs": [aud.exact, "0", rec["shell"], "kv", "cookie", "kv"],
+        "blobs": [aud.exact, "0", rec["shell"], "kv", "cookie", "kv", "", ""],
         "doubles": [
             1.0,
             float(rec["kv_reads"]),

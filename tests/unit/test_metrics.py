@@ -87,7 +87,7 @@ def test_data_point_fields() -> None:
     record.total_ms = 12.5
     assert record.data_point() == {
         "indexes": ["us-en-music"],
-        "blobs": ["us-en-music", "1", "cache", "kv", "cookie", "kv"],
+        "blobs": ["us-en-music", "1", "cache", "kv", "cookie", "kv", "", ""],
         "doubles": [1.0, 2.0, 1.0, 1.0, 12.5, 0.0, 1.0],
     }
     assert RequestRecord(fallback=0).data_point()["doubles"][3] == 0.0
