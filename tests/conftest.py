@@ -54,6 +54,8 @@ FRESH_VARS = {
     "ORIGIN_TIMEOUT_MS": "400",
     # The origin's page without a pointer is cached this long (tests wait it out).
     "NO_POINTER_SHELL_TTL": "2",
+    # Not the default, so tests see the audience cookie's lifetime follow the variable.
+    "AUDIENCE_TTL": "120",
 }
 
 

@@ -44,6 +44,7 @@ from edgeshelf.segments import LEVELS, chain_for
 ROOT = Path(__file__).resolve().parents[2]
 SHELL_FILE = ROOT / "scripts" / "local" / "shells" / "home.html"
 COOKIE = "es_uid"
+AUDIENCE = "es_aud"
 KNOWN_USERS = 4
 # The demo's experiment: the sample simulates its window, right after the sample's events, with
 # a known lift of LIFT in watches per user (builder/simulate.py); `experiment set` then records
@@ -127,7 +128,8 @@ class Visitor:
 class Visit:
     visitor: Visitor
     status: int
-    set_cookie: str
+    set_cookie: str  # the ID cookie set, if any
+    audience_cookie: str  # the audience cookie set, if any
     segment: str
     fallback: str
     ids: list[str]
@@ -190,10 +192,12 @@ def check_visit(
     cards_block = _CARDS_RE.search(resp.text)
     cards = _THUMB_RE.findall(cards_block.group(1)) if cards_block else []
     exp_seg, exp_level, exp_ids = expected_shelf(v, published, kv, seg_schema)
+    set_cookies = resp.headers.get_list("set-cookie")
     result = Visit(
         visitor=v,
         status=resp.status_code,
-        set_cookie=resp.headers.get("set-cookie", ""),
+        set_cookie=next((c for c in set_cookies if c.startswith(f"{COOKIE}=")), ""),
+        audience_cookie=next((c for c in set_cookies if c.startswith(f"{AUDIENCE}=")), ""),
         segment=str(shelf.get("segment", "")),
         fallback=debug.get("fallback", "?"),
         ids=list(shelf.get("ids", [])),
@@ -213,8 +217,15 @@ def check_visit(
             p.append("no visitor ID minted")
         elif "HttpOnly" not in result.set_cookie or "Secure" not in result.set_cookie:
             p.append("ID cookie lacks HttpOnly/Secure")
+    elif v.uid is not None:
+        # No audience cookie came with the request: the profile is read, and the audience
+        # cookie issued with the visitor's own ID rolled forward (never another one).
+        if not minted or minted.group(1) != v.uid:
+            p.append("the returning visitor's ID was not rolled forward")
     elif result.set_cookie:
         p.append("an ID was set where none should be")
+    if (v.uid is not None or v.expect_cookie) != bool(result.audience_cookie):
+        p.append("audience cookie " + ("missing" if result.audience_cookie == "" else "set"))
     if (result.segment, result.fallback) != (exp_seg, exp_level):
         p.append(f"got {result.segment or '-'}/{result.fallback}, want {exp_seg}/{exp_level}")
     if result.ids != exp_ids:
@@ -458,7 +469,12 @@ def _show_visits(
     for col in ("visitor", "ID", "segment", "fallback", "shelf (first IDs)", ""):
         table.add_column(col, overflow="fold")
     for vis in visits:
-        cookie = "minted" if vis.set_cookie else ("none (GPC)" if vis.visitor.gpc else "kept")
+        if vis.visitor.gpc:
+            cookie = "none (GPC)"
+        elif vis.visitor.expect_cookie:
+            cookie = "minted"
+        else:
+            cookie = "rolled" if vis.set_cookie else "kept"
         mark = "[green]✓[/]" if vis.ok else "[red]✗[/]"
         table.add_row(
             vis.visitor.label, cookie, vis.segment or "-", vis.fallback, short(vis.ids), mark

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from . import schema
+from .audience_cookie import MAX_AUDIENCE_TTL
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,6 +37,8 @@ class Config:
     pointer_ttl_s: float = 10.0
     segment_memo_ttl_s: float = 10.0
     no_pointer_shell_ttl_s: int = 60
+    audience_cookie: str = "es_aud"
+    audience_ttl: int = 3600  # 0: no audience cookie, the profile is read on every request
     problems: tuple[str, ...] = ()
 
 
@@ -53,17 +56,21 @@ def _int(raw: object, default: int, lo: int, hi: int, name: str, problems: list[
     return clamped
 
 
+def _cookie_name(raw: object, name: str, default: str, problems: list[str]) -> str:
+    if raw is None:
+        return default
+    if not isinstance(raw, str) or not _COOKIE_NAME_RE.fullmatch(raw):
+        problems.append(f"{name}={raw!r} is not a cookie token; using {default}")
+        return default
+    return raw
+
+
 def load_config(get: Callable[[str], object]) -> Config:
     """Build the configuration from a variable getter; bad values fall back and are reported."""
     problems: list[str] = []
     default = Config()
 
-    cookie_name = get("COOKIE_NAME")
-    if cookie_name is None:
-        cookie_name = default.cookie_name
-    elif not isinstance(cookie_name, str) or not _COOKIE_NAME_RE.fullmatch(cookie_name):
-        problems.append(f"COOKIE_NAME={cookie_name!r} is not a cookie token; using es_uid")
-        cookie_name = default.cookie_name
+    cookie_name = _cookie_name(get("COOKIE_NAME"), "COOKIE_NAME", default.cookie_name, problems)
 
     seg_schema = get("SEGMENT_SCHEMA")
     if seg_schema is None:
@@ -91,6 +98,12 @@ def load_config(get: Callable[[str], object]) -> Config:
     if not paths:
         paths = dict(default.paths)
 
+    audience_cookie = _cookie_name(
+        get("AUDIENCE_COOKIE"), "AUDIENCE_COOKIE", default.audience_cookie, problems
+    )
+    if audience_cookie == cookie_name:
+        problems.append(f"AUDIENCE_COOKIE and COOKIE_NAME are both {cookie_name}; es_aud is off")
+
     debug = get("DEBUG_HEADERS")
     return Config(
         cookie_name=str(cookie_name),
@@ -115,6 +128,12 @@ def load_config(get: Callable[[str], object]) -> Config:
         no_pointer_shell_ttl_s=_int(
             get("NO_POINTER_SHELL_TTL"), default.no_pointer_shell_ttl_s, 0, 86400,
             "NO_POINTER_SHELL_TTL", problems,
+        ),
+        audience_cookie=str(audience_cookie),
+        # One name for both cookies would make each overwrite the other: the cookie is off.
+        audience_ttl=0 if audience_cookie == cookie_name else _int(
+            get("AUDIENCE_TTL"), default.audience_ttl, 0, MAX_AUDIENCE_TTL,
+            "AUDIENCE_TTL", problems,
         ),
         problems=tuple(problems),
     )  # fmt: skip

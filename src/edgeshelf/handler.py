@@ -1,8 +1,9 @@
-"""The read path: request -> identity -> profile -> segment -> shell -> injected page.
+"""The read path: request -> identity -> audience -> segment -> shell -> injected page.
 
 FFI module (runs only in the Workers runtime); every decision it makes is delegated to a pure
 module, and every value it reads from JavaScript crosses ``ffi``. The steps have modules of
-their own: ``identity`` (who is asking), ``profile`` (which audience), ``shelves`` (the shelf
+their own: ``identity`` (who is asking), ``audience_cookie`` and ``profile`` (which audience:
+the one the browser carries, else the stored profile or request signals), ``shelves`` (the shelf
 along the fallback chain), ``shell`` (the page shell from memory, cache, KV or origin). Per
 request FFI work is kept small (docs/benchmarks.md measures each crossing): option objects and
 response headers are built once per isolate or shell version, independent reads start
@@ -23,10 +24,12 @@ from js import HTMLRewriter, Object, Request, Response, console, fetch
 from pyodide.ffi import JsException, to_js
 
 from . import ffi, identity, inject, schema
+from .arms import ExperimentStore
+from .audience_cookie import read_audience, set_audience_header
 from .config import Config, load_config
 from .metrics import RequestRecord
 from .profile import Audience, audience_for
-from .segments import LEVELS, Step, chain_for
+from .segments import LEVELS, Step, treatment_chain
 from .shell import ShellSource, ShellStore
 from .shelves import ReadyShelf, ShelfStore
 
@@ -54,6 +57,7 @@ class _Isolate:
             self.kv, cfg.origin_url, cfg.origin_timeout_ms, self.text_opts,
             cfg.pointer_ttl_s, cfg.no_pointer_shell_ttl_s,
         )  # fmt: skip
+        self.experiments = ExperimentStore(self.kv, self.text_opts, cfg.pointer_ttl_s)
         # Crawlers always get the global shelf (a search engine sees the same page each time).
         self.global_chain = [
             Step(2, schema.GLOBAL_SEGMENT, schema.segment_key(schema.GLOBAL_SEGMENT, cfg.schema))
@@ -134,48 +138,45 @@ async def _personalize(
     cfg = iso.config
     headers = js_req.headers
 
-    # 1. Identity: a crawler, GPC (no persistent ID), a returning ID, or a new one.
+    # 1. Identity: a crawler, GPC (no persistent ID), a returning ID, or a new one; and the
+    # audience a returning visitor's browser carries (the audience cookie), if it is valid.
+    cookies = ffi.header(headers, "cookie")
     who = identity.identify(
-        ffi.header(headers, "cookie"),
+        cookies,
         ffi.header(headers, "sec-gpc"),
         ffi.header(headers, "user-agent"),
         ffi.cf_value(js_req, "botManagement", "verifiedBot") is True,
         cfg.cookie_name,
+        cfg.audience_cookie,
     )
     record.visitor, record.bot = who.kind, who.kind == "bot"
+    carried = None
+    if cfg.audience_ttl > 0 and who.kind == "cookie" and who.uid is not None:
+        carried = read_audience(cookies, cfg.audience_cookie, who.uid)
 
-    # 2. Start the independent reads together: the profile and the shell pointer.
+    # 2. Start the independent reads together: the profile (unless the cookie carries the
+    # audience), the shell pointer and the experiment (both only when the isolate's are stale).
     profile_promise = None
-    if who.kind == "cookie" and who.uid is not None:
+    if who.kind == "cookie" and who.uid is not None and carried is None:
         profile_promise = iso.kv.get(schema.profile_key(who.uid), iso.text_opts)
     pointer_promise = iso.shells.pointer_promise(shell_name)
+    experiment_promise = iso.experiments.promise()
     request_origin = f"{parts.scheme}://{parts.netloc}"
     if pointer_promise is None:  # the isolate's pointer is fresh: start the shell's lookup now
         version, shell_path = iso.shells.current(shell_name, parts.path)
         lookup = iso.shells.lookup(request_origin, shell_name, version, shell_path)
 
-    # 3. Audience -> shelf. A failure here costs the shelf, not the page.
+    # 3. Audience and arm -> shelf. A failure here costs the shelf, not the page.
     kv_started = time.perf_counter()
-    steps: list[Step] = iso.global_chain
-    if not record.bot:
-        try:
-            audience = await _audience(js_req, headers, profile_promise, record)
-        except Exception as exc:  # containment: fall back to request signals
-            record.errors.append(f"profile: {type(exc).__name__}")
-            audience = audience_for(None, None, None)
-        record.profile = audience.source
-        steps = chain_for(audience, cfg.schema)
+    audience, audience_cookie = await _choose_audience(
+        iso, js_req, headers, who, carried, profile_promise, record
+    )
     if pointer_promise is not None:
         version, shell_path = await iso.shells.read_pointer(
             shell_name, pointer_promise, parts.path, record
         )
         lookup = iso.shells.lookup(request_origin, shell_name, version, shell_path, renew=True)
-    try:
-        ready = await iso.shelves.find(steps, cfg.schema, record)
-    except Exception as exc:  # containment: the shell's default content stays
-        record.errors.append(f"segment: {type(exc).__name__}")
-        ready = iso.shelves.empty
-        record.segment, record.fallback = "", ready.shelf.fallback
+    ready = await _shelf(iso, who, audience, experiment_promise, record)
     record.kv_ms = (time.perf_counter() - kv_started) * 1000
 
     # 4. The shell: isolate memory, the cache, the version's copy in KV or the origin.
@@ -185,18 +186,76 @@ async def _personalize(
     if shell is None:
         return _unavailable()
     record.shell, record.shell_version = shell.source, shell.version
-    return _respond(iso, record, shell, ready, who.set_cookies)
+    set_cookies = identity.issue_cookies(who, cfg.cookie_name, audience_cookie)
+    return _respond(iso, record, shell, ready, set_cookies)
+
+
+async def _choose_audience(
+    iso: _Isolate, js_req: Any, headers: Any, who: identity.Identity,
+    carried: Audience | None, profile_promise: Any, record: RequestRecord,
+) -> tuple[Audience | None, str | None]:  # fmt: skip
+    """The visitor's audience (None for a crawler), and the audience cookie to issue, if any."""
+    if record.bot:
+        return None, None
+    cfg = iso.config
+    audience_cookie = None
+    if carried is not None:
+        audience, record.audience = carried, "cookie"
+    else:
+        try:
+            audience, read_ok = await _audience(js_req, headers, profile_promise, record)
+        except Exception as exc:  # containment: fall back to request signals
+            record.errors.append(f"profile: {type(exc).__name__}")
+            audience, read_ok = audience_for(None, None, None), False
+        record.audience = audience.source
+        # Issued once the profile was read (found or not) or a new ID was minted; never after
+        # a failed read, whose stand-in audience must not stick for AUDIENCE_TTL.
+        if cfg.audience_ttl > 0 and who.uid is not None and read_ok:
+            audience_cookie = set_audience_header(
+                cfg.audience_cookie, audience, who.uid, cfg.audience_ttl
+            )
+    record.profile = audience.source
+    return audience, audience_cookie
+
+
+async def _shelf(
+    iso: _Isolate, who: identity.Identity, audience: Audience | None,
+    experiment_promise: Any, record: RequestRecord,
+) -> ReadyShelf:  # fmt: skip
+    """The visitor's shelf: their arm's treatment along its chain (crawlers: the global one)."""
+    seg_schema = iso.config.schema
+    exp = arm_name = None
+    try:
+        experiment = await iso.experiments.current(experiment_promise, record)
+        if audience is None:
+            steps = iso.global_chain
+        else:
+            # Only visitors with an ID are enrolled: GPC has none, crawlers no audience.
+            arm = iso.experiments.arm_for(experiment, who.uid)
+            treatment = "personalized"
+            if experiment is not None and arm is not None:
+                exp, arm_name, treatment = experiment["name"], arm["name"], arm["treatment"]
+            seg_schema, steps = treatment_chain(treatment, audience, seg_schema)
+        record.exp, record.arm = exp, arm_name
+        return await iso.shelves.find(steps, seg_schema, record, exp, arm_name)
+    except Exception as exc:  # containment: the shell's default content stays
+        record.errors.append(f"segment: {type(exc).__name__}")
+        ready = iso.shelves.empty(exp, arm_name)
+        record.segment, record.fallback = "", ready.shelf.fallback
+        return ready
 
 
 async def _audience(
     js_req: Any, headers: Any, profile_promise: Any, record: RequestRecord
-) -> Audience:
-    profile_text = None
+) -> tuple[Audience, bool]:
+    """The audience from the stored profile and request signals, and whether the read worked."""
+    profile_text, read_ok = None, True
     if profile_promise is not None:
         try:
             profile_text = ffi.text(await profile_promise)
         except JsException as exc:
             record.errors.append(f"kv-profile: {exc.name}")
+            read_ok = False
         record.kv_read("hit" if profile_text is not None else "miss")
         record.profile_read = "miss" if profile_text is None else "hit"
     audience = audience_for(
@@ -204,7 +263,7 @@ async def _audience(
     )
     if profile_text is not None and audience.source != "kv":
         record.profile_read = "invalid"
-    return audience
+    return audience, read_ok
 
 
 def _respond(

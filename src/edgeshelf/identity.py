@@ -16,6 +16,7 @@ __all__ = [
     "cookie_header",
     "cookie_values",
     "identify",
+    "issue_cookies",
     "mint_uid",
     "read_uid",
     "set_cookie_header",
@@ -88,21 +89,35 @@ class Identity(NamedTuple):
 
 def identify(
     cookie_header: str | None, sec_gpc: str | None, user_agent: str | None,
-    verified_bot: bool, cookie_name: str,
+    verified_bot: bool, cookie_name: str, audience_cookie: str | None = None,
 ) -> Identity:  # fmt: skip
     """The visitor's identity from the request, and what to set about it.
 
     A known crawler gets no ID and no cookie (it would get a fresh ID on every hit). ``Sec-GPC:
-    1`` means no persistent identifier: none is minted or read, and one the browser still
-    sends is cleared. Otherwise the ID cookie is read strictly, or a new ID is minted and set.
+    1`` means no persistent identifier: none is minted or read, and the ID cookie (and the
+    audience cookie bound to it) the browser still sends is cleared. Otherwise the ID cookie is
+    read strictly, or a new ID is minted and set.
     """
     if is_crawler(user_agent, verified_bot):
         return Identity("bot", None, ())
     if wants_no_tracking(sec_gpc):
-        held = bool(cookie_values(cookie_header, cookie_name))
-        return Identity("gpc", None, (clear_cookie_header(cookie_name),) if held else ())
+        names = (cookie_name,) if audience_cookie is None else (cookie_name, audience_cookie)
+        held = tuple(clear_cookie_header(n) for n in names if cookie_values(cookie_header, n))
+        return Identity("gpc", None, held)
     uid = read_uid(cookie_header, cookie_name)
     if uid is None:
         uid = mint_uid()
         return Identity("minted", uid, (set_cookie_header(cookie_name, uid),))
     return Identity("cookie", uid, ())
+
+
+def issue_cookies(who: Identity, cookie_name: str, audience_cookie: str | None) -> tuple[str, ...]:
+    """The ``Set-Cookie`` values of the answer, in order.
+
+    When the audience cookie is (re)issued the ID cookie is re-set first, for a fresh 400 days
+    (an active visitor's ID rolls forward instead of expiring); otherwise what identification
+    decided (a new ID, a GPC clear, or nothing).
+    """
+    if audience_cookie is None or who.uid is None:
+        return who.set_cookies
+    return (set_cookie_header(cookie_name, who.uid), audience_cookie)

@@ -39,6 +39,8 @@ class Shelf(NamedTuple):
     segment: str
     fallback: int  # 0 exact segment, 1 language default, 2 global default, 3 none
     schema: str
+    exp: str | None = None  # the experiment the visitor is enrolled in, if any
+    arm: str | None = None  # and their arm in it
 
 
 def script_html(shelf: Shelf) -> str:
@@ -48,6 +50,8 @@ def script_html(shelf: Shelf) -> str:
             "segment": shelf.segment,
             "fallback": shelf.fallback,
             "schema": shelf.schema,
+            "exp": shelf.exp,
+            "arm": shelf.arm,
         },
         separators=(",", ":"),
         ensure_ascii=True,  # also escapes U+2028/U+2029

@@ -1,6 +1,6 @@
 """One record per personalized request: the JSON log line and the Analytics Engine point (pure).
 
-From these three numbers come the operational metrics: request count (records), KV miss rate
+From these numbers come the operational metrics: request count (records), KV miss rate
 (sum of ``kv_misses`` / sum of ``kv_reads``) and fallback rate (share of records with
 ``fallback`` > 0). Crawlers (``bot``) always get the global shelf by design, so their records
 are left out of both rates: their data point counts no reads, misses or fallback, and
@@ -36,6 +36,9 @@ class RequestRecord:
     visitor: str = "none"  # cookie | minted | gpc | bot
     bot: bool = False  # a known crawler (crawlers.py): global shelf, no ID, not in the rates
     profile: str = "none"  # kv | request (defaulted from cf.country + Accept-Language)
+    audience: str = "none"  # cookie (the audience cookie) | kv | request: what served it
+    exp: str | None = None  # the experiment the visitor is enrolled in (exp:active), if any
+    arm: str | None = None  # their arm: never the ID, which the builder recomputes arms from
     profile_read: str = "skipped"  # hit | miss | invalid | skipped
     segment: str = ""
     fallback: int = 3
@@ -67,6 +70,9 @@ class RequestRecord:
                 "visitor": self.visitor,
                 "bot": self.bot,
                 "profile": self.profile,
+                "audience": self.audience,
+                "exp": self.exp,
+                "arm": self.arm,
                 "profile_read": self.profile_read,
                 "segment": self.segment,
                 "fallback": self.fallback,
@@ -89,12 +95,20 @@ class RequestRecord:
 
         ``double1`` request, ``double2`` KV reads, ``double3`` KV misses, ``double4`` 1 when the
         shelf fell back, ``double5`` total ms, ``double6`` 1 for a crawler (whose reads, misses
-        and fallback are not counted, so the rates describe visitors).
+        and fallback are not counted, so the rates describe visitors), ``double7`` 1 when the
+        visitor's profile ``u:<uid>`` was read (profile reads per page view: ``SUM(double7) /
+        SUM(double1)``; the audience cookie keeps it near 0 for returning visitors). Blobs:
+        segment, fallback, shell source, profile source, visitor kind, audience source,
+        experiment and arm (empty when the visitor is not enrolled).
         """
         human = not self.bot
+        # fmt: off
         return {
             "indexes": [_index(self.segment)],
-            "blobs": [self.segment, str(self.fallback), self.shell, self.profile, self.visitor],
+            "blobs": [
+                self.segment, str(self.fallback), self.shell, self.profile, self.visitor,
+                self.audience, self.exp or "", self.arm or "",
+            ],
             "doubles": [
                 1.0,
                 float(self.kv_reads) if human else 0.0,
@@ -102,5 +116,7 @@ class RequestRecord:
                 1.0 if self.fallback > 0 and human else 0.0,
                 self.total_ms,
                 0.0 if human else 1.0,
+                0.0 if self.profile_read == "skipped" else 1.0,
             ],
         }
+        # fmt: on

@@ -89,20 +89,39 @@ class ShelfStore:
         # Every request's HTMLRewriter handler calls it; it lives as long as the isolate.
         self._element_fn = create_proxy(_inject_into_slot, capture_this=True)
         self._segments: TtlMemo[str, str | None] = TtlMemo(segment_memo_ttl_s, _SEGMENT_MEMO_SIZE)
-        self._ready: dict[tuple[int, str, str], ReadyShelf] = {}
-        self.empty = self._make(inject.Shelf([], "", EMPTY_LEVEL, seg_schema))
+        self._ready: dict[tuple[int, str, str, str | None, str | None], ReadyShelf] = {}
+        self._seg_schema = seg_schema
+        self._empty: dict[tuple[str | None, str | None], ReadyShelf] = {}
 
     def _make(self, shelf: inject.Shelf) -> ReadyShelf:
         return ReadyShelf(shelf, self._element_fn, self._html_opts)
 
-    def _remember(self, memo_key: tuple[int, str, str], shelf: inject.Shelf) -> ReadyShelf:
+    def empty(self, exp: str | None = None, arm: str | None = None) -> ReadyShelf:
+        """No shelf (the shell's own default content stays), with the visitor's arm, if any."""
+        ready = self._empty.get((exp, arm))
+        if ready is None:
+            if len(self._empty) >= _READY_MEMO_SIZE:
+                self._empty.clear()
+            shelf = inject.Shelf([], "", EMPTY_LEVEL, self._seg_schema, exp, arm)
+            ready = self._empty[exp, arm] = self._make(shelf)
+        return ready
+
+    def _remember(
+        self, memo_key: tuple[int, str, str, str | None, str | None], shelf: inject.Shelf
+    ) -> ReadyShelf:
         if len(self._ready) >= _READY_MEMO_SIZE:
             del self._ready[next(iter(self._ready))]
         ready = self._ready[memo_key] = self._make(shelf)
         return ready
 
-    async def find(self, steps: list[Step], seg_schema: str, record: RequestRecord) -> ReadyShelf:
+    async def find(
+        self, steps: list[Step], seg_schema: str, record: RequestRecord,
+        exp: str | None = None, arm: str | None = None,
+    ) -> ReadyShelf:  # fmt: skip
         """The first step with a non-empty, valid segment, else the empty shelf.
+
+        ``exp`` and ``arm`` (the visitor's experiment arm) travel in the payload, so ready
+        shelves are kept per segment value and arm.
 
         Records each step's outcome and KV read; a read that fails is not remembered, so the
         next request asks KV again.
@@ -121,12 +140,12 @@ class ShelfStore:
                 else:
                     self._segments.put(step.key, text, time.monotonic())
             # A segment value seen before was valid then and is valid now: same text, same shelf.
-            memo_key = (step.level, step.key, text) if text is not None else None
+            memo_key = (step.level, step.key, text, exp, arm) if text is not None else None
             ready = self._ready.get(memo_key) if memo_key is not None else None
             if ready is None:
                 ids = ids_from(text, seg_schema)
                 if ids is not None and memo_key is not None:
-                    shelf = inject.Shelf(ids, step.segment, step.level, seg_schema)
+                    shelf = inject.Shelf(ids, step.segment, step.level, seg_schema, exp, arm)
                     ready = self._remember(memo_key, shelf)
             outcome = "hit" if ready is not None else ("miss" if text is None else "invalid")
             if remembered is None:
@@ -136,4 +155,4 @@ class ShelfStore:
                 record.segment, record.fallback = step.segment, step.level
                 return ready
         record.segment, record.fallback = "", EMPTY_LEVEL
-        return self.empty
+        return self.empty(exp, arm)

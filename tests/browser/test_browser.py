@@ -121,7 +121,8 @@ def test_a_second_context_is_a_different_visitor(site: LocalStack, browser: Any)
 def test_a_known_visitor_sees_their_segments_shelf(
     site: LocalStack, context: Context, tmp_path: Path
 ) -> None:
-    """A visitor whose profile is in KV sees that segment's shelf, rendered, with no new ID."""
+    """A visitor whose profile is in KV sees that segment's shelf, rendered, with no new ID; the
+    browser keeps the audience cookie, so the next page sets no cookie at all."""
     uid = str(uuid.uuid4())
     aud = fresh_audience()
     ids = video_ids("brKnown", 20)
@@ -141,9 +142,22 @@ def test_a_known_visitor_sees_their_segments_shelf(
     )
     page = context.new_page()
     nav = page.goto(site.worker + "/")
-    assert "set-cookie" not in nav.headers
+    # The profile was read: the audience cookie is issued and the same ID rolled forward.
+    issued = nav.headers["set-cookie"]
+    assert f"{COOKIE}={uid};" in issued
+    assert "es_aud=a1." in issued
+    # The browser sends both back: the next page reads no profile and sets nothing.
+    again = page.goto(site.worker + "/")
+    assert "set-cookie" not in again.headers
     state = page_state(page)
-    assert state["shelf"] == {"ids": ids, "segment": aud.exact, "fallback": 0, "schema": SCHEMA}
+    assert state["shelf"] == {
+        "ids": ids,
+        "segment": aud.exact,
+        "fallback": 0,
+        "schema": SCHEMA,
+        "exp": None,
+        "arm": None,
+    }
     assert state["cards"] == ids
     assert (state["segment"], state["fallback"]) == (aud.exact, "exact")
     assert state["why"] is not None

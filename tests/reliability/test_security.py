@@ -33,7 +33,7 @@ from edgeshelf import schema
 from edgeshelf.profile import audience_for
 from edgeshelf.segments import chain_for
 from tests.reliability.conftest import scale
-from tests.runtime.helpers import Audience, fresh_audience, put_segment
+from tests.runtime.helpers import AUDIENCE_SET, MINTED, Audience, fresh_audience, put_segment
 from tests.support.pages import shelf_from_html
 from tests.support.rawhttp import RawResponse, send
 
@@ -47,10 +47,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.runtime
 
 ROOT = Path(__file__).resolve().parents[2]
-MINTED = re.compile(
-    r"es_uid=([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}); "
-    r"Max-Age=34560000; Path=/; HttpOnly; Secure; SameSite=Lax"
-)
 
 
 # --- the Worker's log, read from where the last look ended ------------------------------------
@@ -212,7 +208,10 @@ def test_cookie_key_injection_reads_no_unexpected_key(stack, record):
     log = WorkerLog(stack)
     r = send(stack.worker, b"GET", b"/", [(b"Cookie", f"es_uid={u}".encode()), *own.headers()])
     assert page_shelf(r)["ids"] == trap.ids
-    assert (log.next()["profile_read"], r.header("set-cookie")) == ("hit", [])
+    assert log.next()["profile_read"] == "hit"
+    rolled = MINTED.fullmatch(r.header("set-cookie")[0])
+    assert rolled is not None
+    assert rolled.group(1) == u
     record("security", "key injection through the es_uid cookie (traps at the keys it names)",
            load=f"{len(COOKIE_ATTACKS) + 1} requests", faults="../, u:, seg:, %-escapes, DEL, "
            "quotes, case, bidi, lists, 600-byte values", five_xx=0, keys_lost="n/a",
@@ -328,55 +327,74 @@ def test_request_signal_injection_reads_no_unexpected_key(stack, record):
 
 
 def test_cookie_flags(stack, record):
-    """The minted ID cookie is HttpOnly, Secure, SameSite=Lax, Path=/, 400 days, host-only."""
+    """Both cookies are HttpOnly, Secure, SameSite=Lax, Path=/ and host-only: the ID for 400
+    days, the audience for AUDIENCE_TTL; none under GPC, none once the audience is carried."""
     checked = 0
     for method in ("GET", "HEAD"):
         for extra in ({}, {"cookie": "theme=dark; es_uid=bogus"}):
             r = httpx.request(method, stack.worker + "/", headers=extra, timeout=30)
             cookies = r.headers.get_list("set-cookie")
-            assert len(cookies) == 1, cookies
+            assert len(cookies) == 2, cookies
             assert MINTED.fullmatch(cookies[0]), cookies[0]
-            assert "domain=" not in cookies[0].lower()
+            aud = AUDIENCE_SET.fullmatch(cookies[1])
+            assert aud is not None, cookies[1]
+            assert aud.group(2) == "3600"
+            assert all("domain=" not in c.lower() for c in cookies)
             checked += 1
     gpc = httpx.get(stack.worker + "/", headers={"sec-gpc": "1"}, timeout=30)
     assert "set-cookie" not in gpc.headers
+    uid = str(uuid.uuid4())
+    first = httpx.get(stack.worker + "/", headers={"cookie": f"es_uid={uid}"}, timeout=30)
+    rolled, aud_cookie = first.headers.get_list("set-cookie")
+    assert MINTED.fullmatch(rolled)
+    assert uid in rolled
+    aud_value = aud_cookie.split(";", 1)[0]
     returning = httpx.get(
-        stack.worker + "/", headers={"cookie": f"es_uid={uuid.uuid4()}"}, timeout=30
+        stack.worker + "/", headers={"cookie": f"es_uid={uid}; {aud_value}"}, timeout=30
     )
     assert "set-cookie" not in returning.headers
     assert returning.headers["cache-control"] == "private, no-store"
     assert returning.headers["vary"] == "Cookie"
-    record("security", "cookie flags", load=f"{checked + 2} requests",
+    record("security", "cookie flags", load=f"{checked + 3} requests",
            faults="GET/HEAD, junk cookies, GPC, returning visitor", five_xx=0, keys_lost="n/a",
-           notes="HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age 400 days; no Domain; "
-           "none set under GPC or for a returning visitor; pages private, no-store")  # fmt: skip
+           notes="es_uid and es_aud: HttpOnly; Secure; SameSite=Lax; Path=/; no Domain; ID 400 "
+           "days (rolled when es_aud is issued), audience 1 h; none under GPC or for a "
+           "returning visitor carrying its audience; pages private, no-store")  # fmt: skip
 
 
 # --- Sec-GPC with an ID the browser still sends ---------------------------------------------
 
 CLEARED = "es_uid=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Lax"
-GPC_COOKIES: list[Callable[[str], bytes]] = [
-    lambda u: f"es_uid={u}".encode(),
-    lambda u: f"theme=dark; es_uid={u}; lang=fr".encode(),
-    lambda u: f"es_uid={u}; es_uid={uuid.uuid4()}".encode(),
-    lambda u: b"es_uid=not-an-id",
+CLEARED_AUD = "es_aud=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Lax"
+# A well-formed audience cookie's value (its MAC need not verify: GPC never reads it).
+AUD_VALUE = "a1.us.en.default.k.0123abcd"
+# (the Cookie header for an ID, the Set-Cookie values GPC must answer it with)
+GPC_COOKIES: list[tuple[Callable[[str], bytes], list[str]]] = [
+    (lambda u: f"es_uid={u}".encode(), [CLEARED]),
+    (lambda u: f"theme=dark; es_uid={u}; lang=fr".encode(), [CLEARED]),
+    (lambda u: f"es_uid={u}; es_uid={uuid.uuid4()}".encode(), [CLEARED]),
+    (lambda u: b"es_uid=not-an-id", [CLEARED]),
+    (lambda u: f"es_uid={u}; es_aud={AUD_VALUE}".encode(), [CLEARED, CLEARED_AUD]),
+    (lambda u: f"es_aud={AUD_VALUE}".encode(), [CLEARED_AUD]),
 ]
 
 
 def test_gpc_clears_an_existing_id_and_reads_no_profile(stack, record):
-    """``Sec-GPC: 1`` with an ID cookie clears it with the attributes it was set with, reads no
-    profile (a trap profile sits behind each ID) and serves the request's own shelf."""
-    n = scale(8, 100)
+    """``Sec-GPC: 1`` with an ID or audience cookie clears each with the attributes it was set
+    with, reads no profile (a trap profile sits behind each ID) and serves the request's own
+    shelf."""
+    n = scale(12, 120)
     for i in range(n):
         trap, own = Trap.make(stack), Own.make(stack)
         uid = str(uuid.uuid4())
         trap.plant(stack, schema.profile_key(uid))
-        cookie = GPC_COOKIES[i % len(GPC_COOKIES)](uid)
+        make, cleared = GPC_COOKIES[i % len(GPC_COOKIES)]
+        cookie = make(uid)
         log = WorkerLog(stack)
         r = send(stack.worker, b"GET", b"/", [(b"Cookie", cookie), (b"Sec-GPC", b"1"),
                                               *own.headers()])  # fmt: skip
         case = f"GPC with cookie {cookie!r}"
-        assert r.header("set-cookie") == [CLEARED], case
+        assert r.header("set-cookie") == cleared, case
         entry = log.next()
         assert entry["visitor"] == "gpc", case
         assert_own_fallback(r, entry, own, trap, case, profile_read="skipped")
@@ -390,9 +408,10 @@ def test_gpc_clears_an_existing_id_and_reads_no_profile(stack, record):
     r = send(stack.worker, b"GET", b"/", [(b"Cookie", f"es_uid={uid}".encode()), *own.headers()])
     assert page_shelf(r)["ids"] == trap.ids
     record("security", "Sec-GPC with an existing ID cookie (a trap profile behind each ID)",
-           load=f"{n + 2} requests", faults="an ID alone, among other cookies, duplicated, and a "
-           "junk value, each with Sec-GPC: 1", five_xx=0, keys_lost="n/a",
-           notes="each cleared (es_uid=; Max-Age=0, same Path, HttpOnly, Secure, SameSite), no "
+           load=f"{n + 2} requests", faults="an ID alone, among other cookies, duplicated, a junk "
+           "value, with and without an audience cookie, each with Sec-GPC: 1", five_xx=0,
+           keys_lost="n/a",
+           notes="each cookie held cleared (Max-Age=0, same Path, HttpOnly, Secure, SameSite), no "
            "profile read, the request's own default shelf served; GPC without a cookie set none; "
            "the control without GPC reached its trap profile",
     )  # fmt: skip

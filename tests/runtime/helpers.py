@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import string
 import time
 import uuid
@@ -97,3 +98,25 @@ def debug(resp: httpx.Response) -> dict[str, str]:
 
 def video_ids(prefix: str, n: int) -> list[str]:
     return [f"{prefix}{i:02d}" for i in range(n)]
+
+
+COOKIE_ATTRS = "Path=/; HttpOnly; Secure; SameSite=Lax"
+MINTED = re.compile(
+    r"es_uid=([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}); "
+    r"Max-Age=34560000; " + re.escape(COOKIE_ATTRS)
+)
+AUDIENCE_SET = re.compile(
+    r"es_aud=(a1\.[a-z]{2}\.[a-z]{2,3}\.[a-z0-9_]{1,32}\.[kr]\.[0-9a-f]{8}); "
+    r"Max-Age=(\d+); " + re.escape(COOKIE_ATTRS)
+)
+
+
+def issued(resp: httpx.Response, ttl: int = 3600) -> tuple[str, str]:
+    """The (ID, audience cookie value) pair a response sets, in that order, with every flag."""
+    cookies = resp.headers.get_list("set-cookie")
+    assert len(cookies) == 2, cookies
+    uid, aud = MINTED.fullmatch(cookies[0]), AUDIENCE_SET.fullmatch(cookies[1])
+    assert uid is not None, cookies
+    assert aud is not None, cookies
+    assert aud.group(2) == str(ttl), cookies
+    return uid.group(1), aud.group(1)

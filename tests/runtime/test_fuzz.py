@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edgeshelf.audience_cookie import uid_tag
 from tests.support.pages import shelf_from_html
 from tests.support.rawhttp import RawResponse, send
 
@@ -47,7 +48,25 @@ HEADER_VALUE = st.one_of(
     ),
 )
 UID = st.builds(lambda: str(uuid.uuid4()))
+AUDIENCE_PARTS = st.tuples(
+    st.from_regex(r"[a-z]{1,3}", fullmatch=True),
+    st.from_regex(r"[a-z]{1,4}", fullmatch=True),
+    st.from_regex(r"[a-z0-9_:./-]{0,34}", fullmatch=True),
+    st.sampled_from(["k", "r", "x", ""]),
+)
+# The audience cookie: well-formed and bound to the ID it comes with, or nearly so (a part
+# out of its alphabet, another ID's tag, upper case), or anything at all with the marker.
+BOUND_AUDIENCE = st.builds(
+    lambda u, p, other: f"es_uid={u}; es_aud=a1.{p[0]}.{p[1]}.{p[2]}.{p[3]}.{uid_tag(other or u)}",
+    UID,
+    AUDIENCE_PARTS,
+    st.one_of(st.none(), UID),
+)
 COOKIE_PART = st.one_of(
+    BOUND_AUDIENCE,
+    BOUND_AUDIENCE.map(str.upper),
+    st.text(max_size=80).map(lambda s: f"es_aud={MARK}{s}"),
+    st.just("es_aud"),
     UID.map(lambda u: f"es_uid={u}"),
     UID.map(lambda u: f"es_uid={u.upper()}"),
     st.text(max_size=80).map(lambda s: f"es_uid={MARK}{s}"),
@@ -117,9 +136,12 @@ def check(resp: RawResponse, method: bytes, target: bytes) -> None:
     if personalized and resp.status == 200:
         assert resp.header("content-type")[0].startswith("text/html")
         assert resp.header("cache-control") == ["private, no-store"]
-        for cookie in resp.header("set-cookie"):  # a new ID, or clearing one under GPC
+        # A (rolled) ID and the audience bound to it, or clearing both under GPC.
+        for cookie in resp.header("set-cookie"):
             assert re.fullmatch(
-                r"es_uid=([0-9a-f-]{36}; Max-Age=34560000|; Max-Age=0)"
+                r"(es_uid=([0-9a-f-]{36}; Max-Age=34560000|; Max-Age=0)"
+                r"|es_aud=(a1\.[a-z]{2}\.[a-z]{2,3}\.[a-z0-9_]{1,32}\.[kr]\.[0-9a-f]{8}"
+                r"; Max-Age=3600|; Max-Age=0))"
                 r"; Path=/; HttpOnly; Secure; SameSite=Lax",
                 cookie,
             )

@@ -102,7 +102,7 @@ def test_analytics_engine_point_when_bound(fresh_stack, uid):
     assert point == {
         "dataset": "edgeshelf",
         "indexes": [aud.exact],
-        "blobs": [aud.exact, "0", rec["shell"], "kv", "cookie"],
+        "blobs": [aud.exact, "0", rec["shell"], "kv", "cookie", "kv", "", ""],
         "doubles": [
             1.0,
             float(rec["kv_reads"]),
@@ -110,6 +110,7 @@ def test_analytics_engine_point_when_bound(fresh_stack, uid):
             0.0,
             pytest.approx(rec["total_ms"], abs=0.001),
             0.0,
+            1.0,
         ],
     }
 

@@ -32,7 +32,14 @@ def test_known_user_gets_their_exact_segment(stack, uid):
     r = visit(stack, uid=uid)
     assert r.status_code == 200
     got = shelf(r)
-    assert got == {"ids": ids, "segment": aud.exact, "fallback": 0, "schema": "v3"}
+    assert got == {
+        "ids": ids,
+        "segment": aud.exact,
+        "fallback": 0,
+        "schema": "v3",
+        "exp": None,
+        "arm": None,
+    }
     assert debug(r)["fallback"] == "exact"
 
 
@@ -146,7 +153,14 @@ def test_global_default_serves_unknown_audiences(fresh_stack):
         got = shelf(visit(fresh_stack, country="ZQ", headers={"accept-language": "de"}))
     finally:
         fresh_stack.kv_delete(schema.segment_key(schema.GLOBAL_SEGMENT, "v7"))
-    assert got == {"ids": ["global01"], "segment": "global", "fallback": 2, "schema": "v7"}
+    assert got == {
+        "ids": ["global01"],
+        "segment": "global",
+        "fallback": 2,
+        "schema": "v7",
+        "exp": None,
+        "arm": None,
+    }
 
 
 # --- profile ------------------------------------------------------------------------------

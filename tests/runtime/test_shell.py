@@ -203,7 +203,7 @@ def assert_site_headers(r: httpx.Response, expected: dict[str, str]) -> None:
     assert r.headers["vary"] == "Cookie"
     for gone in ("etag", "last-modified", "age", "expires"):
         assert gone not in r.headers
-    assert all(c.startswith("es_uid=") for c in r.headers.get_list("set-cookie"))
+    assert all(c.startswith(("es_uid=", "es_aud=")) for c in r.headers.get_list("set-cookie"))
 
 
 @pytest.mark.parametrize("source", ["origin", "cache"])

@@ -28,6 +28,8 @@ _NAMES = (
     "SHELL_POINTER_TTL",
     "SEGMENT_MEMO_TTL",
     "NO_POINTER_SHELL_TTL",
+    "AUDIENCE_COOKIE",
+    "AUDIENCE_TTL",
 )
 GOOD = {"ORIGIN_URL": "https://origin.example"}
 
@@ -75,6 +77,8 @@ def test_every_variable_is_read() -> None:
             SHELL_POINTER_TTL="0",
             SEGMENT_MEMO_TTL="30",
             NO_POINTER_SHELL_TTL="5",
+            AUDIENCE_COOKIE="vaud",
+            AUDIENCE_TTL="0",
         )
     )
     assert cfg == Config(
@@ -88,6 +92,8 @@ def test_every_variable_is_read() -> None:
         pointer_ttl_s=0.0,
         segment_memo_ttl_s=30.0,
         no_pointer_shell_ttl_s=5,
+        audience_cookie="vaud",
+        audience_ttl=0,
     )
 
 
@@ -113,6 +119,11 @@ def test_every_variable_is_read() -> None:
         ("NO_POINTER_SHELL_TTL", "-1", "no_pointer_shell_ttl_s", 0),
         ("NO_POINTER_SHELL_TTL", "100000", "no_pointer_shell_ttl_s", 86400),
         ("NO_POINTER_SHELL_TTL", "x", "no_pointer_shell_ttl_s", 60),
+        ("AUDIENCE_TTL", "-1", "audience_ttl", 0),
+        ("AUDIENCE_TTL", "99999999", "audience_ttl", 34560000),
+        ("AUDIENCE_TTL", "1h", "audience_ttl", 3600),
+        ("AUDIENCE_COOKIE", "a b", "audience_cookie", "es_aud"),
+        ("AUDIENCE_COOKIE", "es_aud;x", "audience_cookie", "es_aud"),
         ("COOKIE_NAME", "bad name", "cookie_name", "es_uid"),
         ("COOKIE_NAME", "a;b", "cookie_name", "es_uid"),
         ("COOKIE_NAME", "a=b", "cookie_name", "es_uid"),
@@ -221,3 +232,11 @@ def test_any_vars_give_a_usable_config(raw: dict[str, object]) -> None:
         assert path.startswith("/")
         assert schema.shell_pointer_key(name) == "shell:" + name
     assert all(isinstance(p, str) for p in cfg.problems)
+
+
+def test_one_name_for_both_cookies_turns_the_audience_cookie_off() -> None:
+    """AUDIENCE_COOKIE equal to COOKIE_NAME would overwrite the ID: the audience cookie is off."""
+    cfg = load_config(vars_(COOKIE_NAME="vid", AUDIENCE_COOKIE="vid", AUDIENCE_TTL="600"))
+    assert (cfg.cookie_name, cfg.audience_ttl) == ("vid", 0)
+    assert len(cfg.problems) == 1
+    assert "AUDIENCE_COOKIE" in cfg.problems[0]

@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "edgeshelf"
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if not p.stem.startswith("_"))
 # Only importable inside workerd (they import js / pyodide / workers at module level).
-FFI_MODULES = {"ffi", "handler", "shell", "shelves", "split"}
+FFI_MODULES = {"arms", "ffi", "handler", "shell", "shelves", "split"}
 
 
 def _tree(module: str) -> ast.Module:

@@ -43,11 +43,14 @@ def test_marker_constants() -> None:
 
 
 def test_script_html_of_a_plain_shelf() -> None:
-    """A normal shelf is compact JSON with the IDs, segment, fallback level and schema."""
+    """A normal shelf is compact JSON with the IDs, segment, fallback level, schema and arm."""
     html = script_html(Shelf(["a1", "b2"], "us-en-music", 1, "v3"))
     assert html == (
-        OPEN + '{"ids":["a1","b2"],"segment":"us-en-music","fallback":1,"schema":"v3"}' + CLOSE
+        OPEN + '{"ids":["a1","b2"],"segment":"us-en-music","fallback":1,"schema":"v3",'
+        '"exp":null,"arm":null}' + CLOSE
     )
+    enrolled = script_html(Shelf([], "", 3, "v3", "shelf-2026-12", "holdout"))
+    assert enrolled.endswith('"exp":"shelf-2026-12","arm":"holdout"}' + CLOSE)
 
 
 @FAST
@@ -56,12 +59,13 @@ def test_script_html_of_a_plain_shelf() -> None:
     st.one_of(hostile_text, st.sampled_from(XSS)),
     st.integers(min_value=-(2**63), max_value=2**63),
     st.one_of(hostile_text, st.sampled_from(XSS)),
+    st.one_of(st.none(), hostile_text, st.sampled_from(XSS)),
 )
 def test_script_payload_cannot_break_out(
-    ids: list[str], segment: str, fallback: int, seg_schema: str
+    ids: list[str], segment: str, fallback: int, seg_schema: str, arm: str | None
 ) -> None:
     """Whatever the content, the payload has no markup characters and parses back to the input."""
-    html = script_html(Shelf(ids, segment, fallback, seg_schema))
+    html = script_html(Shelf(ids, segment, fallback, seg_schema, arm, arm))
     payload = _payload(html)
     assert "</script" not in html.lower()[: -len(CLOSE)]
     assert "<!--" not in html
@@ -73,6 +77,8 @@ def test_script_payload_cannot_break_out(
         "segment": segment,
         "fallback": fallback,
         "schema": seg_schema,
+        "exp": arm,
+        "arm": arm,
     }
 
 

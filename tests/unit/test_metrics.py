@@ -81,14 +81,14 @@ def test_to_json_rounds_durations() -> None:
 def test_data_point_fields() -> None:
     """Blobs are the dimensions, doubles the summable counts, indexed by segment."""
     record = RequestRecord(segment="us-en-music", fallback=1, profile="kv", visitor="cookie")
-    record.shell = "cache"
+    record.shell, record.audience, record.profile_read = "cache", "kv", "hit"
     record.kv_read("hit")
     record.kv_read("miss")
     record.total_ms = 12.5
     assert record.data_point() == {
         "indexes": ["us-en-music"],
-        "blobs": ["us-en-music", "1", "cache", "kv", "cookie"],
-        "doubles": [1.0, 2.0, 1.0, 1.0, 12.5, 0.0],
+        "blobs": ["us-en-music", "1", "cache", "kv", "cookie", "kv", "", ""],
+        "doubles": [1.0, 2.0, 1.0, 1.0, 12.5, 0.0, 1.0],
     }
     assert RequestRecord(fallback=0).data_point()["doubles"][3] == 0.0
 
@@ -97,7 +97,7 @@ def test_crawlers_are_left_out_of_the_rates() -> None:
     """A crawler's point counts the request and marks it, but no reads, misses or fallback."""
     record = RequestRecord(segment="global", fallback=2, visitor="bot", bot=True, total_ms=3.0)
     record.kv_read("miss")
-    assert record.data_point()["doubles"] == [1.0, 0.0, 0.0, 0.0, 3.0, 1.0]
+    assert record.data_point()["doubles"] == [1.0, 0.0, 0.0, 0.0, 3.0, 1.0, 0.0]
     assert json.loads(record.to_json())["bot"] is True
 
 
