@@ -202,12 +202,11 @@ async function sideBySide(opts, audience) {
   const { stack, urls, workerdPid, stdio } = await startFilled(targets, opts.sizes, audience);
   const result = { runs: [], parity: [], parity_naive: [], warmup_s: opts.warmS };
   try {
-    const on = audience.ttl > 0;
     for (const size of opts.sizes) {
-      result.parity.push(...(await parity(urls, size, "edgeshelf", "js-peer", { audience: on })));
+      result.parity.push(...(await parity(urls, size, "edgeshelf", "js-peer")));
       // The naive peer reports its own shell source (desc=cache): bodies must still match.
       result.parity_naive.push(...(await parity(urls, size, "edgeshelf", "js-naive",
-        { bodyOnly: true, audience: on })));
+        { bodyOnly: true })));
     }
     const bad = [...result.parity, ...result.parity_naive].filter((p) => !p.ok);
     if (bad.length) log("PARITY MISMATCH", JSON.stringify(bad, null, 2));
@@ -268,8 +267,7 @@ async function sessionPhase(opts, modes, audience) {
       await setKvMode(kv, mode);
       const phase = { model, runs: [], parity: [] };
       for (const size of sizes) {
-        phase.parity.push(...(await parity(urls, size, "edgeshelf", "js-peer",
-          { audience: audience.ttl > 0 })));
+        phase.parity.push(...(await parity(urls, size, "edgeshelf", "js-peer")));
       }
       const bad = phase.parity.filter((p) => !p.ok);
       if (bad.length) log("PARITY MISMATCH", JSON.stringify(bad, null, 2));

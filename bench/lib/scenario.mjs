@@ -18,6 +18,25 @@ export const PROFILE = {
   affinity_bucket: "music", country: "us", fv: 1, lang: "en", last_seen: 1763900000,
   recent_categories: ["music", "gaming"],
 };
+// Parity only: profiles as another system might write them, read leniently
+// (schema.read_profile): [uid, stored value, the shelf edgeshelf serves for it].
+const ODD_PROFILES = {
+  // No fv, parts to normalise: us-en-music.
+  "profile-lenient": ["1c5e7a90-4444-4555-8666-777788889999",
+    '{"country":" US ","lang":"en-GB","affinity_bucket":"Music!"}', "us-en-music"],
+  // Only a bucket: country and language from the request (us, en): us-en-music.
+  "profile-partial": ["2d6f8ba1-5555-4666-9777-88889999aaaa", '{"fv":1,"affinity_bucket":"music"}',
+    "us-en-music"],
+  // An explicit unknown country and language are kept, not replaced: xx-xx-music, then global.
+  "profile-unknown": ["3e7a9cb2-6666-4777-a888-9999aaaabbbb",
+    '{"fv":1,"country":"XX","lang":"xx","affinity_bucket":"music"}', "global"],
+  // fv 1.0 is a float to Python's json, so not format 1: request signals (us-en-default).
+  "profile-fv-float": ["4f8bad03-7777-4888-b999-aaaabbbbcccc",
+    '{"fv":1.0,"country":"us","lang":"en","affinity_bucket":"music"}', "us-en-default"],
+  // Another format version: request signals.
+  "profile-fv2": ["5a9cbe14-8888-4999-8aaa-bbbbccccdddd",
+    '{"fv":2,"country":"us","lang":"en","affinity_bucket":"music"}', "us-en-default"],
+};
 export const COMMON_HEADERS = {
   "accept-language": "en-US,en;q=0.9",
   // Sets request.cf on a direct socket, as the edge would (country only matters to cold visitors).
@@ -31,27 +50,49 @@ export const VISITORS = {
   known: { ...COMMON_HEADERS, cookie: `es_uid=${UID}; es_aud=${MUSIC_AUD}; theme=dark` },
   cold: { ...COMMON_HEADERS },
 };
+const GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
 const withCookie = (cookie, extra = {}) => ({ headers: { ...COMMON_HEADERS, ...extra, cookie } });
-// Parity only: every branch of the audience cookie (issue 14), each to be answered
-// alike by edgeshelf and the same-algorithm peer. `audienceOnly`: checked only when the run has
-// the audience cookie on (with it off, GPC and crawlers keep their behaviour from before it);
-// `notNaive`: the naive peer, which has no audience cookie, answers it otherwise by design.
+// Parity only: every branch of identity (crawlers, Sec-GPC), of the lenient profile read and of
+// the audience cookie (issue 14), each to be answered alike by edgeshelf and the
+// same-algorithm peer. `notNaive`: the naive peer, which has no audience cookie, answers it
+// otherwise by design. `segment`: the shelf edgeshelf must serve, and `cookies`: the start of each
+// Set-Cookie it must send, so a scenario cannot pass without testing what it names.
+const MUSIC = "us-en-music";
+const DEFAULT = "us-en-default";
 const PARITY_VISITORS = {
-  known: { headers: VISITORS.known },
-  cold: { headers: VISITORS.cold },
+  known: { segment: MUSIC, headers: VISITORS.known },
+  cold: { segment: DEFAULT, headers: VISITORS.cold },
   // The first page view of a returning visitor: the profile is read and both cookies issued.
-  returning: withCookie(`es_uid=${UID}`),
-  "no-profile": withCookie(`es_uid=${UID_NO_PROFILE}`),
+  returning: { segment: MUSIC, ...withCookie(`es_uid=${UID}`) },
+  "no-profile": { segment: DEFAULT, ...withCookie(`es_uid=${UID_NO_PROFILE}`) },
   // A valid audience that differs from the stored profile: the shelf must be the cookie's.
   "aud-request": { notNaive: true, ...withCookie(`es_uid=${UID}; es_aud=${
     audienceValue({ country: "us", lang: "en", bucket: "default", source: "request" }, UID)}`) },
-  "aud-other-id": withCookie(`es_uid=${UID}; es_aud=${
-    audienceValue({ country: "us", lang: "en", bucket: "default", source: "kv" }, OTHER_UID)}`),
-  "aud-twice": withCookie(`es_aud=${MUSIC_AUD}; es_uid=${UID}; es_aud=${MUSIC_AUD}`),
-  "aud-malformed": withCookie(`es_uid=${UID}; es_aud=a1.us.en.music.k.${"z".repeat(8)}`),
-  gpc: { audienceOnly: true, ...withCookie(`es_uid=${UID}`, { "sec-gpc": "1" }) },
-  crawler: { audienceOnly: true, headers: { ...COMMON_HEADERS,
-    "user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)" } },
+  "aud-other-id": { segment: MUSIC, ...withCookie(`es_uid=${UID}; es_aud=${
+    audienceValue({ country: "us", lang: "en", bucket: "default", source: "kv" }, OTHER_UID)}`) },
+  "aud-twice": { segment: MUSIC,
+    ...withCookie(`es_aud=${MUSIC_AUD}; es_uid=${UID}; es_aud=${MUSIC_AUD}`) },
+  "aud-malformed": { segment: MUSIC,
+    ...withCookie(`es_uid=${UID}; es_aud=a1.us.en.music.k.${"z".repeat(8)}`) },
+  // Sec-GPC: no ID; one the browser still sends is cleared.
+  gpc: { segment: DEFAULT, cookies: ["es_uid=; Max-Age=0;"],
+    ...withCookie(`es_uid=${UID}`, { "sec-gpc": "1" }) },
+  "gpc-no-cookie": { segment: DEFAULT, cookies: [],
+    headers: { ...COMMON_HEADERS, "sec-gpc": "1" } },
+  // Crawlers (crawlers.CRAWLER_TOKENS, or Cloudflare's verifiedBot): the global shelf, no cookie,
+  // not even GPC's clearing one.
+  crawler: { segment: "global", cookies: [],
+    headers: { ...COMMON_HEADERS, "user-agent": GOOGLEBOT } },
+  "crawler-gpc": { segment: "global", cookies: [],
+    ...withCookie(`es_uid=${UID}`, { "user-agent": GOOGLEBOT, "sec-gpc": "1" }) },
+  "crawler-lower-case": { segment: "global", cookies: [], headers: { ...COMMON_HEADERS,
+    "user-agent": "Mozilla/5.0 (Linux; Android 10) mobile safari discordbot/2.0" } },
+  "not-a-crawler": { segment: MUSIC, ...withCookie(`es_uid=${UID}`, {
+    "user-agent": "Mozilla/5.0 (Linux; Android 12; CUBOT P50) AppleWebKit/537.36 Chrome/120" }) },
+  "verified-bot": { segment: "global", cookies: [], ...withCookie(`es_uid=${UID}`, {
+    "mf-cf-blob": JSON.stringify({ country: "US", botManagement: { verifiedBot: true } }) }) },
+  ...Object.fromEntries(Object.entries(ODD_PROFILES).map(
+    ([visitor, [uid, , segment]]) => [visitor, { segment, ...withCookie(`es_uid=${uid}`) }])),
 };
 
 /**
@@ -79,6 +120,7 @@ export async function seed(kv) {
   const ids = Array.from({ length: 50 }, (_, i) => `v${String(i).padStart(3, "0")}-music`);
   const segment = (list) => JSON.stringify({ built_at: 1763900000, ids: list, version: 3 });
   await kv.put(`u:${UID}`, JSON.stringify(PROFILE));
+  for (const [uid, profile] of Object.values(ODD_PROFILES)) await kv.put(`u:${uid}`, profile);
   await kv.put("seg:us-en-music:v3", segment(ids));
   await kv.put("seg:us-en-default:v3", segment(ids.map((id) => id.replace("music", "top"))));
   await kv.put("seg:global:v3", segment(ids.map((id) => id.replace("music", "global"))));
@@ -122,7 +164,7 @@ export async function fillCaches(origin, targets, urls, size) {
 const UUID_RE = /[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}/g;
 const AUD_TAG_RE = /(es_aud=a1\.[a-z]{2}\.[a-z]{2,3}\.[a-z0-9_]{1,32}\.[kr]\.)[0-9a-f]{8}/g;
 
-function normalizedHeaders(res) {
+export function normalizedHeaders(res) {
   const skip = new Set(["date", "transfer-encoding", "content-length"]);
   return res.headers
     .filter(([k]) => !skip.has(k))
@@ -142,6 +184,36 @@ function audienceProblems(res) {
     .map((c) => `es_aud without the tag of the es_uid set with it: ${c}`);
 }
 
+const SHELF_RE = /<script type="application\/json" id="edgeshelf-shelf">([^<]*)<\/script>/;
+/** The injected shelf's payload ({ids, segment, fallback, schema}), or null. */
+export function shelfOf(body) {
+  const m = SHELF_RE.exec(body);
+  return m === null ? null : JSON.parse(m[1]);
+}
+
+/**
+ * What edgeshelf's own answer must show for a parity visitor: its shelf, the cookies it sets,
+ * and the origin's security headers (kept from every shell source).
+ */
+function expectationProblems(res, spec) {
+  const problems = [];
+  const shelf = shelfOf(res.body);
+  if (shelf === null) problems.push("no shelf injected");
+  else if (spec.segment !== undefined && shelf.segment !== spec.segment) {
+    problems.push(`edgeshelf served ${shelf.segment}, the scenario needs ${spec.segment}`);
+  }
+  const cookies = res.headers.filter(([k]) => k === "set-cookie").map(([, v]) => v);
+  if (spec.cookies !== undefined && (cookies.length !== spec.cookies.length ||
+      spec.cookies.some((start, i) => !cookies[i].startsWith(start)))) {
+    problems.push(`edgeshelf set ${JSON.stringify(cookies)}, the scenario needs ` +
+      JSON.stringify(spec.cookies));
+  }
+  if (!res.headers.some(([k]) => k === "content-security-policy")) {
+    problems.push("edgeshelf dropped the origin's Content-Security-Policy");
+  }
+  return problems;
+}
+
 /** Whether a Worker issues the audience cookie: one request from a new visitor tells. */
 export async function issuesAudience(url, size) {
   const res = await get(`${url}/b${size}`, VISITORS.cold);
@@ -151,14 +223,12 @@ export async function issuesAudience(url, size) {
 /**
  * edgeshelf and the JS peer must answer byte-for-byte alike, or the comparison means nothing.
  * `bodyOnly` compares status and bodies only: for the naive JS peer, whose read path (and so
- * its Server-Timing source and its cookies) differs by design. `audience`: the run has the
- * audience cookie on, so its GPC and crawler visitors are checked too.
+ * its Server-Timing source and its cookies) differs by design.
  */
-export async function parity(urls, size, a = "edgeshelf", b = "js-peer",
-  { bodyOnly = false, audience = true } = {}) {
+export async function parity(urls, size, a = "edgeshelf", b = "js-peer", { bodyOnly = false } = {}) {
   const out = [];
   for (const [visitor, spec] of Object.entries(PARITY_VISITORS)) {
-    if ((spec.audienceOnly && !audience) || (spec.notNaive && bodyOnly)) continue;
+    if (spec.notNaive && bodyOnly) continue;
     const py = await get(`${urls[a]}/b${size}`, spec.headers);
     const js = await get(`${urls[b]}/b${size}`, spec.headers);
     const diffs = [];
@@ -173,10 +243,10 @@ export async function parity(urls, size, a = "edgeshelf", b = "js-peer",
       diffs.push(`bodies differ at ${at}: ${JSON.stringify(py.body.slice(at, at + 80))} vs ` +
         JSON.stringify(js.body.slice(at, at + 80)));
     }
-    if (!py.body.includes('id="edgeshelf-shelf"')) diffs.push("no shelf injected");
+    diffs.push(...expectationProblems(py, spec));
     out.push({
       size, visitor, ...(bodyOnly ? { peer: b, body_only: true } : {}), ok: diffs.length === 0,
-      bytes: py.body.length, diffs,
+      bytes: py.body.length, segment: shelfOf(py.body)?.segment ?? null, diffs,
     });
   }
   return out;
@@ -215,7 +285,8 @@ export async function measure(cell, urls, workerdPid, durationS) {
  * One Miniflare (one workerd) with the given targets, each on a direct socket, the KV seeded.
  * `targets`: [{key, id, kind, srcDir?}]; `vars` overrides [vars] for every target alike;
  * `kvModes` ({name: model}) gives every target its KV through the latency wrapper
- * (bench/lib/kvmodel.mjs), the first model active.
+ * (bench/lib/kvmodel.mjs), the first model active; `kvFaults` gives every target its KV through
+ * the local stack's fault wrapper (scripts/local/kvfaults.mjs) instead.
  * Resolves to {stack, urls, workerdPid, stdio, vars}.
  */
 export async function startBench(targets, options) {
@@ -231,7 +302,9 @@ export async function startBench(targets, options) {
   }
 }
 
-async function startBenchOnce(targets, { log, vars: overrides = {}, kvModes = null }) {
+async function startBenchOnce(targets, {
+  log, vars: overrides = {}, kvModes = null, kvFaults = false,
+}) {
   const config = readWranglerConfig();
   const [port, apiPort, originPort, ...sockets] = await Promise.all(
     Array.from({ length: 3 + targets.length }, () => freePort()),
@@ -248,7 +321,7 @@ async function startBenchOnce(targets, { log, vars: overrides = {}, kvModes = nu
     urls[t.key] = `http://${HOST}:${sockets[i]}`;
     return targetOptions(t.id, {
       bindings: vars, socket: { host: HOST, port: sockets[i] }, name: `bench-${t.key}`,
-      srcDir: t.srcDir, kvModes,
+      srcDir: t.srcDir, kvModes, kvFaults,
     });
   });
   if (kvModes) extraWorkers.push(wrapperWorker(config.kvNamespaces));
@@ -258,7 +331,7 @@ async function startBenchOnce(targets, { log, vars: overrides = {}, kvModes = nu
   try {
     stack = await startStack({
       port, apiPort, originPort, host: HOST, vars, extraWorkers, logLevel: "quiet",
-      handleRuntimeStdio: stdio.handle, withWorker: false,
+      handleRuntimeStdio: stdio.handle, withWorker: false, kvFaults,
     });
   } catch (err) {
     // Let workerd's own words explain a failed start (the drain swallowed them).
