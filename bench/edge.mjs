@@ -178,7 +178,7 @@ async function startFilled(targets, sizes, audience, kvModes = null) {
   try {
     for (const size of sizes) {
       log(`filling caches with the ${size} shell`);
-      await fillCaches(bench.stack.origin, targets, bench.urls, size);
+      await fillCaches(bench.stack, targets, bench.urls, size);
     }
     if (audience.ttl > 0 && audience.edgeshelf_issues === null) {
       audience.edgeshelf_issues = await issuesAudience(bench.urls.edgeshelf, sizes[0]);
@@ -187,7 +187,7 @@ async function startFilled(targets, sizes, audience, kvModes = null) {
         audience.ttl = 0;
         await bench.stack.dispose();
         bench = await start();
-        for (const size of sizes) await fillCaches(bench.stack.origin, targets, bench.urls, size);
+        for (const size of sizes) await fillCaches(bench.stack, targets, bench.urls, size);
       }
     }
   } catch (err) {

@@ -19,7 +19,7 @@ export async function compareTargets(targets, {
 }) {
   const { stack, urls, workerdPid } = await startBench(targets, { log });
   try {
-    await fillCaches(stack.origin, targets, urls, size);
+    await fillCaches(stack, targets, urls, size);
     const parityOk = {};
     const checked = (x) => (x.srcDir || x.parity) && !x.skipParity && x.key !== parityWith;
     for (const t of targets.filter(checked)) {

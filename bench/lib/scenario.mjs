@@ -4,9 +4,9 @@
 import os from "node:os";
 import { cpuTicks, CLK_TCK, freePort, runWrk, workerdPids } from "./proc.mjs";
 import { startStack, readWranglerConfig } from "../../scripts/local/stack.mjs";
-import { targetOptions } from "./targets.mjs";
+import { peerRules, targetOptions } from "./targets.mjs";
 import { KvMeter, wrapperWorker } from "./kvmodel.mjs";
-import { audienceValue, uidTag } from "../workers/jscommon.mjs";
+import { audienceValue, keptHeaders, loadRules, uidTag } from "../workers/jscommon.mjs";
 
 export const HOST = "127.0.0.1";
 export const SIZES = { "10k": 10 * 1024, "100k": 100 * 1024, "1m": 1024 * 1024 };
@@ -140,13 +140,28 @@ const fromCache = (res, target) =>
     ? res.headers.some(([k, v]) => k === "cf-cache-status" && v === "HIT")
     : res.headers.some(([k, v]) => k === "server-timing" && /desc=(cache|memory)/.test(v));
 
-/** Fill every target's cache with the shell of this size (the origin pads it). */
-export async function fillCaches(origin, targets, urls, size) {
-  const r = await fetch(`${origin}/__origin/config`, {
+/**
+ * Publish the shell of this size (the origin pads it) as its version's copy in KV, with the
+ * origin's kept headers, as `edgeshelf-builder publish-shell` does, then fill every target's
+ * cache with it. Pinned to its copy, the shell is cached for good; the origin's page alone would
+ * be cached NO_POINTER_SHELL_TTL seconds, and refilled mid-run from an origin padded for
+ * another size.
+ */
+export async function fillCaches(stack, targets, urls, size) {
+  const r = await fetch(`${stack.origin}/__origin/config`, {
     method: "POST",
     body: JSON.stringify({ mode: "ok", pad_bytes: SIZES[size] }),
   });
   if (!r.ok) throw new Error(`origin config failed: ${r.status}`);
+  const page = await fetch(`${stack.origin}/`, { headers: { accept: "text/html" } });
+  const rules = peerRules();
+  const copy = {
+    format: rules.shell_copy_format,
+    headers: keptHeaders([...page.headers], loadRules({ EDGESHELF_RULES: rules })),
+    html: await page.text(),
+  };
+  const kv = await stack.mf.getKVNamespace("EDGESHELF_KV");
+  await kv.put(`shell:b${size}:${SHELL_VERSION}`, JSON.stringify(copy));
   for (const target of targets) {
     let res;
     for (let i = 0; i < 50; i++) {
