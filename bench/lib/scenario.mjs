@@ -297,6 +297,54 @@ export async function measure(cell, urls, workerdPid, durationS) {
 }
 
 /**
+ * AUDIENCE_TTL for every Worker of a run: the one asked for (`requested`, seconds), or with
+ * `auto` wrangler.toml's (the spec's 3600 without it), which `startFilled` turns into 0 when
+ * edgeshelf's Worker issues no audience cookie. This is the one switch that keeps the
+ * same-algorithm peer (which has the cookie) answering like an edgeshelf without it.
+ */
+export function audienceSetting(requested) {
+  const configured = readWranglerConfig().vars.AUDIENCE_TTL ?? "3600";
+  return {
+    requested,
+    ttl: requested === "auto" ? Number(configured) : requested,
+    edgeshelf_issues: null,
+  };
+}
+
+/**
+ * startBench with `audience.ttl` for every target, the caches filled with each size's shell;
+ * with `audience.requested` auto, started again with AUDIENCE_TTL=0 when the first edgeshelf
+ * target issues no es_aud (`audience` records what was found and used).
+ */
+export async function startFilled(targets, sizes, audience, { log, kvModes = null }) {
+  const start = () => startBench(targets, {
+    log, kvModes, vars: { AUDIENCE_TTL: String(audience.ttl) },
+  });
+  const edgeshelf = targets.find((t) => t.id === "edgeshelf")?.key;
+  let bench = await start();
+  try {
+    for (const size of sizes) {
+      log(`filling caches with the ${size} shell`);
+      await fillCaches(bench.stack, targets, bench.urls, size);
+    }
+    if (audience.ttl > 0 && audience.edgeshelf_issues === null && edgeshelf !== undefined) {
+      audience.edgeshelf_issues = await issuesAudience(bench.urls[edgeshelf], sizes[0]);
+      if (!audience.edgeshelf_issues && audience.requested === "auto") {
+        log("edgeshelf's Worker issues no audience cookie: every Worker runs with AUDIENCE_TTL=0");
+        audience.ttl = 0;
+        await bench.stack.dispose();
+        bench = await start();
+        for (const size of sizes) await fillCaches(bench.stack, targets, bench.urls, size);
+      }
+    }
+  } catch (err) {
+    await bench.stack.dispose();
+    throw err;
+  }
+  return bench;
+}
+
+/**
  * One Miniflare (one workerd) with the given targets, each on a direct socket, the KV seeded.
  * `targets`: [{key, id, kind, srcDir?}]; `vars` overrides [vars] for every target alike;
  * `kvModes` ({name: model}) gives every target its KV through the latency wrapper

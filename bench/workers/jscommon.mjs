@@ -14,7 +14,10 @@
 //  - the key and payload formats below (regular expressions, sizes) are JavaScript copies,
 //    compared with the Python definitions by tests/bench/test_peer_rules.py.
 // Where Python's string and number semantics differ from JavaScript's (str.strip, float(),
-// len() in code points, json's ints vs floats), the helpers below follow Python's.
+// len() in code points, json's ints vs floats), the helpers below follow Python's. Left
+// different, as no writer of edgeshelf's keys produces them: JSON's NaN and Infinity (Python
+// reads them, JSON.parse refuses), nesting deeper than Python's recursion limit, and non-ASCII
+// digits in a q-value or a [vars] number.
 // A variant of a peer (bench/ab.mjs --jsb, bench/ablations.mjs) needs this file beside it.
 
 export const SEGMENT_PREFIX = "seg:";
@@ -116,7 +119,9 @@ export const isStr = (v) => typeof v === "string";
 /**
  * JSON.parse as Python's json.loads reads the numbers at `intKeys`: `1.0` and `1e0` are floats
  * there, which schema._is_int refuses, while JSON.parse makes them 1. Such a number comes back
- * wrapped in an object, so no integer check passes it (the reviver sees the literal's source).
+ * wrapped in an object, so no integer check passes it. The reviver sees the literal's source
+ * in workerd (V8's JSON.parse source text access; Node 20 lacks it, and there the peers would
+ * read `1.0` as 1).
  */
 function intAware(intKeys) {
   return function reviver(key, value, context) {
