@@ -403,18 +403,21 @@ export const cookieHeader = (name, value, maxAge) =>
 
 /**
  * identity.identify: {kind, uid, cookies}. A known crawler gets no ID and no cookie; Sec-GPC: 1
- * gets none either, and an ID the browser still sends is cleared; otherwise the ID cookie is
+ * gets none either, and an ID (and audience cookie) the browser still sends is cleared; otherwise the ID cookie is
  * read strictly, or a new ID is minted and set.
  */
-export function identify(headers, cf, cookieName, rules) {
+export function identify(headers, cf, cookieName, rules, audienceCookie = null) {
   const cookie = headers.get("cookie");
   if (isCrawler(headers.get("user-agent"), cf?.botManagement?.verifiedBot === true, rules)) {
     return { kind: "bot", uid: null, cookies: [] };
   }
   const gpc = headers.get("sec-gpc");
   if (gpc !== null && pyStrip(gpc) === "1") {
-    const held = cookieValues(cookie, cookieName).length > 0;
-    return { kind: "gpc", uid: null, cookies: held ? [cookieHeader(cookieName, "", 0)] : [] };
+    // The ID and the audience cookie bound to it, whichever the browser still sends.
+    const names = audienceCookie === null ? [cookieName] : [cookieName, audienceCookie];
+    const cookies = names.filter((n) => cookieValues(cookie, n).length > 0)
+      .map((n) => cookieHeader(n, "", 0));
+    return { kind: "gpc", uid: null, cookies };
   }
   const uid = readUid(cookie, cookieName);
   if (uid === null) {
@@ -450,6 +453,9 @@ export function readAudience(cookie, name, uid) {
   if (values.length !== 1) return null; // none, or two or more: ignored
   const m = AUDIENCE_RE.exec(values[0]);
   if (m === null || m[5] !== uidTag(uid)) return null;
+  // Only parts the normalisers would produce (a bucket like "a__b" is not one).
+  if (normalizeCountry(m[1]) !== m[1] || normalizeLang(m[2]) !== m[2]) return null;
+  if (normalizeBucket(m[3]) !== m[3]) return null;
   return { country: m[1], lang: m[2], bucket: m[3], source: m[4] === "k" ? "kv" : "request" };
 }
 
@@ -460,6 +466,8 @@ export const escapeHtml = (s) =>
 export function scriptHtml(shelf) {
   const payload = JSON.stringify({
     ids: shelf.ids, segment: shelf.segment, fallback: shelf.fallback, schema: shelf.schema,
+    // The peers run no experiment (the benchmark sets no exp:active): never enrolled.
+    exp: null, arm: null,
   }).replace(/[<>&\u0080-\uffff]/g,
     (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
   return `<script type="application/json" id="edgeshelf-shelf">${payload}</script>`;

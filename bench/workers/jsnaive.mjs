@@ -103,7 +103,7 @@ async function personalize(iso, request, ctx, url, shellName, record, started) {
   const cfg = iso.config;
   const headers = request.headers;
 
-  const who = identify(headers, request.cf, cfg.cookieName, cfg.rules);
+  const who = identify(headers, request.cf, cfg.cookieName, cfg.rules, cfg.audienceCookie);
   const uid = who.uid;
   record.visitor = who.kind;
   record.bot = who.kind === "bot";

@@ -306,7 +306,7 @@ async function personalize(iso, request, ctx, url, shellName, record) {
   const headers = request.headers;
 
   // 1. Identity: a crawler, GPC (no persistent ID), a returning ID, or a new one.
-  const who = identify(headers, request.cf, cfg.cookieName, cfg.rules);
+  const who = identify(headers, request.cf, cfg.cookieName, cfg.rules, cfg.audienceCookie);
   const uid = who.uid;
   const cookies = [...who.cookies];
   record.visitor = who.kind;
