@@ -61,8 +61,9 @@ const CUTS = {
       "from isolate memory after the first request)",
     skipParity: true, // a cold visitor then gets the known user's segment
     py: [
-      ["        iso.kv.get(schema.profile_key(uid), iso.text_opts)\n", "        True\n"],
-      ["            profile_text = await profile_promise",
+      ["        profile_promise = iso.kv.get(schema.profile_key(who.uid), iso.text_opts)\n",
+        "        profile_promise = True\n"],
+      ["            profile_text = ffi.text(await profile_promise)",
         `            profile_text = ${JSON.stringify(PROFILE_JSON)}`],
     ],
     js: [

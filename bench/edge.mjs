@@ -27,13 +27,13 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { readWranglerConfig, ROOT } from "../scripts/local/stack.mjs";
+import { ROOT } from "../scripts/local/stack.mjs";
 import { measureColdStarts } from "./lib/coldstart.mjs";
 import { measureFfi } from "./lib/ffi.mjs";
 import { wrkVersion } from "./lib/proc.mjs";
 import { appliedDelays, kvModel, NO_LATENCY, setKvMode, SOURCES } from "./lib/kvmodel.mjs";
 import {
-  fillCaches, issuesAudience, measure, parity, SIZES, startBench,
+  audienceSetting, measure, parity, SIZES, startFilled,
 } from "./lib/scenario.mjs";
 import {
   parseMix, population, seedProfiles, sessionCell, warmers,
@@ -156,58 +156,17 @@ function cellsFor(rep, size, conns) {
   return [...cells.slice(shift), ...cells.slice(0, shift)];
 }
 
-/**
- * AUDIENCE_TTL for every Worker of the run: the one asked for, or wrangler.toml's (the spec's
- * default without it); `auto` falls back to 0 when edgeshelf's Worker has no audience cookie.
- */
-function audienceFor(opts) {
-  const configured = readWranglerConfig().vars.AUDIENCE_TTL ?? "3600";
-  return {
-    requested: opts.audienceTtl,
-    ttl: opts.audienceTtl === "auto" ? Number(configured) : opts.audienceTtl,
-    edgeshelf_issues: null,
-  };
-}
-
-/** startBench, the caches filled; with `audience.requested` auto, checked against edgeshelf. */
-async function startFilled(targets, sizes, audience, kvModes = null) {
-  const start = () => startBench(targets, {
-    log, kvModes, vars: { AUDIENCE_TTL: String(audience.ttl) },
-  });
-  let bench = await start();
-  try {
-    for (const size of sizes) {
-      log(`filling caches with the ${size} shell`);
-      await fillCaches(bench.stack.origin, targets, bench.urls, size);
-    }
-    if (audience.ttl > 0 && audience.edgeshelf_issues === null) {
-      audience.edgeshelf_issues = await issuesAudience(bench.urls.edgeshelf, sizes[0]);
-      if (!audience.edgeshelf_issues && audience.requested === "auto") {
-        log("edgeshelf's Worker issues no audience cookie: every Worker runs with AUDIENCE_TTL=0");
-        audience.ttl = 0;
-        await bench.stack.dispose();
-        bench = await start();
-        for (const size of sizes) await fillCaches(bench.stack.origin, targets, bench.urls, size);
-      }
-    }
-  } catch (err) {
-    await bench.stack.dispose();
-    throw err;
-  }
-  return bench;
-}
-
 async function sideBySide(opts, audience) {
   const targets = TARGETS.map((t) => ({ ...t, key: t.id }));
-  const { stack, urls, workerdPid, stdio } = await startFilled(targets, opts.sizes, audience);
+  const { stack, urls, workerdPid, stdio } = await startFilled(targets, opts.sizes, audience,
+    { log });
   const result = { runs: [], parity: [], parity_naive: [], warmup_s: opts.warmS };
   try {
-    const on = audience.ttl > 0;
     for (const size of opts.sizes) {
-      result.parity.push(...(await parity(urls, size, "edgeshelf", "js-peer", { audience: on })));
+      result.parity.push(...(await parity(urls, size, "edgeshelf", "js-peer")));
       // The naive peer reports its own shell source (desc=cache): bodies must still match.
       result.parity_naive.push(...(await parity(urls, size, "edgeshelf", "js-naive",
-        { bodyOnly: true, audience: on })));
+        { bodyOnly: true })));
     }
     const bad = [...result.parity, ...result.parity_naive].filter((p) => !p.ok);
     if (bad.length) log("PARITY MISMATCH", JSON.stringify(bad, null, 2));
@@ -249,7 +208,8 @@ async function sideBySide(opts, audience) {
 async function sessionPhase(opts, modes, audience) {
   const targets = TARGETS.map((t) => ({ ...t, key: t.id }));
   const sizes = opts.sessionSizes;
-  const { stack, urls, workerdPid, stdio } = await startFilled(targets, sizes, audience, modes);
+  const { stack, urls, workerdPid, stdio } = await startFilled(targets, sizes, audience,
+    { log, kvModes: modes });
   const meter = stdio.state.meter;
   const visitors = population(opts.sessionVisitors, opts.sessionMix);
   const warm = warmers(opts.sessionConns * 3);
@@ -268,8 +228,7 @@ async function sessionPhase(opts, modes, audience) {
       await setKvMode(kv, mode);
       const phase = { model, runs: [], parity: [] };
       for (const size of sizes) {
-        phase.parity.push(...(await parity(urls, size, "edgeshelf", "js-peer",
-          { audience: audience.ttl > 0 })));
+        phase.parity.push(...(await parity(urls, size, "edgeshelf", "js-peer")));
       }
       const bad = phase.parity.filter((p) => !p.ok);
       if (bad.length) log("PARITY MISMATCH", JSON.stringify(bad, null, 2));
@@ -324,7 +283,7 @@ async function main() {
       conns: opts.conns, wrk_threads: 1, cold_reps: opts.coldReps,
     },
   };
-  const audience = audienceFor(opts);
+  const audience = audienceSetting(opts.audienceTtl);
   const edge = await sideBySide(opts, audience);
   let sessions = null;
   if (opts.sessions) {

@@ -1,6 +1,6 @@
 // Several Workers side by side in one workerd, the same cell alternated over repetitions:
 // the engine of bench/ab.mjs and bench/ablations.mjs.
-import { fillCaches, measure, parity, startBench } from "./scenario.mjs";
+import { audienceSetting, measure, parity, startFilled } from "./scenario.mjs";
 
 const median = (xs) => {
   const s = [...xs].sort((x, y) => x - y);
@@ -17,9 +17,10 @@ const median = (xs) => {
 export async function compareTargets(targets, {
   size = "10k", visitor = "known", conns = 1, durationS = 3, reps = 4, parityWith = "js-peer", log,
 }) {
-  const { stack, urls, workerdPid } = await startBench(targets, { log });
+  // The audience cookie as in the edge benchmark: off for every Worker while edgeshelf's has none.
+  const audience = audienceSetting("auto");
+  const { stack, urls, workerdPid } = await startFilled(targets, [size], audience, { log });
   try {
-    await fillCaches(stack.origin, targets, urls, size);
     const parityOk = {};
     const checked = (x) => (x.srcDir || x.parity) && !x.skipParity && x.key !== parityWith;
     for (const t of targets.filter(checked)) {

@@ -4,9 +4,9 @@
 import os from "node:os";
 import { cpuTicks, CLK_TCK, freePort, runWrk, workerdPids } from "./proc.mjs";
 import { startStack, readWranglerConfig } from "../../scripts/local/stack.mjs";
-import { targetOptions } from "./targets.mjs";
+import { peerRules, targetOptions } from "./targets.mjs";
 import { KvMeter, wrapperWorker } from "./kvmodel.mjs";
-import { audienceValue, uidTag } from "../workers/jscommon.mjs";
+import { audienceValue, keptHeaders, loadRules, uidTag } from "../workers/jscommon.mjs";
 
 export const HOST = "127.0.0.1";
 export const SIZES = { "10k": 10 * 1024, "100k": 100 * 1024, "1m": 1024 * 1024 };
@@ -17,6 +17,25 @@ const OTHER_UID = "9f3a1c2e-3333-4444-9555-666677778888";
 export const PROFILE = {
   affinity_bucket: "music", country: "us", fv: 1, lang: "en", last_seen: 1763900000,
   recent_categories: ["music", "gaming"],
+};
+// Parity only: profiles as another system might write them, read leniently
+// (schema.read_profile): [uid, stored value, the shelf edgeshelf serves for it].
+const ODD_PROFILES = {
+  // No fv, parts to normalise: us-en-music.
+  "profile-lenient": ["1c5e7a90-4444-4555-8666-777788889999",
+    '{"country":" US ","lang":"en-GB","affinity_bucket":"Music!"}', "us-en-music"],
+  // Only a bucket: country and language from the request (us, en): us-en-music.
+  "profile-partial": ["2d6f8ba1-5555-4666-9777-88889999aaaa", '{"fv":1,"affinity_bucket":"music"}',
+    "us-en-music"],
+  // An explicit unknown country and language are kept, not replaced: xx-xx-music, then global.
+  "profile-unknown": ["3e7a9cb2-6666-4777-a888-9999aaaabbbb",
+    '{"fv":1,"country":"XX","lang":"xx","affinity_bucket":"music"}', "global"],
+  // fv 1.0 is a float to Python's json, so not format 1: request signals (us-en-default).
+  "profile-fv-float": ["4f8bad03-7777-4888-b999-aaaabbbbcccc",
+    '{"fv":1.0,"country":"us","lang":"en","affinity_bucket":"music"}', "us-en-default"],
+  // Another format version: request signals.
+  "profile-fv2": ["5a9cbe14-8888-4999-8aaa-bbbbccccdddd",
+    '{"fv":2,"country":"us","lang":"en","affinity_bucket":"music"}', "us-en-default"],
 };
 export const COMMON_HEADERS = {
   "accept-language": "en-US,en;q=0.9",
@@ -31,27 +50,49 @@ export const VISITORS = {
   known: { ...COMMON_HEADERS, cookie: `es_uid=${UID}; es_aud=${MUSIC_AUD}; theme=dark` },
   cold: { ...COMMON_HEADERS },
 };
+const GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
 const withCookie = (cookie, extra = {}) => ({ headers: { ...COMMON_HEADERS, ...extra, cookie } });
-// Parity only: every branch of the audience cookie (issue 14), each to be answered
-// alike by edgeshelf and the same-algorithm peer. `audienceOnly`: checked only when the run has
-// the audience cookie on (with it off, GPC and crawlers keep their behaviour from before it);
-// `notNaive`: the naive peer, which has no audience cookie, answers it otherwise by design.
+// Parity only: every branch of identity (crawlers, Sec-GPC), of the lenient profile read and of
+// the audience cookie (issue 14), each to be answered alike by edgeshelf and the
+// same-algorithm peer. `notNaive`: the naive peer, which has no audience cookie, answers it
+// otherwise by design. `segment`: the shelf edgeshelf must serve, and `cookies`: the start of each
+// Set-Cookie it must send, so a scenario cannot pass without testing what it names.
+const MUSIC = "us-en-music";
+const DEFAULT = "us-en-default";
 const PARITY_VISITORS = {
-  known: { headers: VISITORS.known },
-  cold: { headers: VISITORS.cold },
+  known: { segment: MUSIC, headers: VISITORS.known },
+  cold: { segment: DEFAULT, headers: VISITORS.cold },
   // The first page view of a returning visitor: the profile is read and both cookies issued.
-  returning: withCookie(`es_uid=${UID}`),
-  "no-profile": withCookie(`es_uid=${UID_NO_PROFILE}`),
+  returning: { segment: MUSIC, ...withCookie(`es_uid=${UID}`) },
+  "no-profile": { segment: DEFAULT, ...withCookie(`es_uid=${UID_NO_PROFILE}`) },
   // A valid audience that differs from the stored profile: the shelf must be the cookie's.
   "aud-request": { notNaive: true, ...withCookie(`es_uid=${UID}; es_aud=${
     audienceValue({ country: "us", lang: "en", bucket: "default", source: "request" }, UID)}`) },
-  "aud-other-id": withCookie(`es_uid=${UID}; es_aud=${
-    audienceValue({ country: "us", lang: "en", bucket: "default", source: "kv" }, OTHER_UID)}`),
-  "aud-twice": withCookie(`es_aud=${MUSIC_AUD}; es_uid=${UID}; es_aud=${MUSIC_AUD}`),
-  "aud-malformed": withCookie(`es_uid=${UID}; es_aud=a1.us.en.music.k.${"z".repeat(8)}`),
-  gpc: { audienceOnly: true, ...withCookie(`es_uid=${UID}`, { "sec-gpc": "1" }) },
-  crawler: { audienceOnly: true, headers: { ...COMMON_HEADERS,
-    "user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)" } },
+  "aud-other-id": { segment: MUSIC, ...withCookie(`es_uid=${UID}; es_aud=${
+    audienceValue({ country: "us", lang: "en", bucket: "default", source: "kv" }, OTHER_UID)}`) },
+  "aud-twice": { segment: MUSIC,
+    ...withCookie(`es_aud=${MUSIC_AUD}; es_uid=${UID}; es_aud=${MUSIC_AUD}`) },
+  "aud-malformed": { segment: MUSIC,
+    ...withCookie(`es_uid=${UID}; es_aud=a1.us.en.music.k.${"z".repeat(8)}`) },
+  // Sec-GPC: no ID; one the browser still sends is cleared.
+  gpc: { segment: DEFAULT, cookies: ["es_uid=; Max-Age=0;"],
+    ...withCookie(`es_uid=${UID}`, { "sec-gpc": "1" }) },
+  "gpc-no-cookie": { segment: DEFAULT, cookies: [],
+    headers: { ...COMMON_HEADERS, "sec-gpc": "1" } },
+  // Crawlers (crawlers.CRAWLER_TOKENS, or Cloudflare's verifiedBot): the global shelf, no cookie,
+  // not even GPC's clearing one.
+  crawler: { segment: "global", cookies: [],
+    headers: { ...COMMON_HEADERS, "user-agent": GOOGLEBOT } },
+  "crawler-gpc": { segment: "global", cookies: [],
+    ...withCookie(`es_uid=${UID}`, { "user-agent": GOOGLEBOT, "sec-gpc": "1" }) },
+  "crawler-lower-case": { segment: "global", cookies: [], headers: { ...COMMON_HEADERS,
+    "user-agent": "Mozilla/5.0 (Linux; Android 10) mobile safari discordbot/2.0" } },
+  "not-a-crawler": { segment: MUSIC, ...withCookie(`es_uid=${UID}`, {
+    "user-agent": "Mozilla/5.0 (Linux; Android 12; CUBOT P50) AppleWebKit/537.36 Chrome/120" }) },
+  "verified-bot": { segment: "global", cookies: [], ...withCookie(`es_uid=${UID}`, {
+    "mf-cf-blob": JSON.stringify({ country: "US", botManagement: { verifiedBot: true } }) }) },
+  ...Object.fromEntries(Object.entries(ODD_PROFILES).map(
+    ([visitor, [uid, , segment]]) => [visitor, { segment, ...withCookie(`es_uid=${uid}`) }])),
 };
 
 /**
@@ -79,6 +120,7 @@ export async function seed(kv) {
   const ids = Array.from({ length: 50 }, (_, i) => `v${String(i).padStart(3, "0")}-music`);
   const segment = (list) => JSON.stringify({ built_at: 1763900000, ids: list, version: 3 });
   await kv.put(`u:${UID}`, JSON.stringify(PROFILE));
+  for (const [uid, profile] of Object.values(ODD_PROFILES)) await kv.put(`u:${uid}`, profile);
   await kv.put("seg:us-en-music:v3", segment(ids));
   await kv.put("seg:us-en-default:v3", segment(ids.map((id) => id.replace("music", "top"))));
   await kv.put("seg:global:v3", segment(ids.map((id) => id.replace("music", "global"))));
@@ -98,13 +140,28 @@ const fromCache = (res, target) =>
     ? res.headers.some(([k, v]) => k === "cf-cache-status" && v === "HIT")
     : res.headers.some(([k, v]) => k === "server-timing" && /desc=(cache|memory)/.test(v));
 
-/** Fill every target's cache with the shell of this size (the origin pads it). */
-export async function fillCaches(origin, targets, urls, size) {
-  const r = await fetch(`${origin}/__origin/config`, {
+/**
+ * Publish the shell of this size (the origin pads it) as its version's copy in KV, with the
+ * origin's kept headers, as `edgeshelf-builder publish-shell` does, then fill every target's
+ * cache with it. Pinned to its copy, the shell is cached for good; the origin's page alone would
+ * be cached NO_POINTER_SHELL_TTL seconds, and refilled mid-run from an origin padded for
+ * another size.
+ */
+export async function fillCaches(stack, targets, urls, size) {
+  const r = await fetch(`${stack.origin}/__origin/config`, {
     method: "POST",
     body: JSON.stringify({ mode: "ok", pad_bytes: SIZES[size] }),
   });
   if (!r.ok) throw new Error(`origin config failed: ${r.status}`);
+  const page = await fetch(`${stack.origin}/`, { headers: { accept: "text/html" } });
+  const rules = peerRules();
+  const copy = {
+    format: rules.shell_copy_format,
+    headers: keptHeaders([...page.headers], loadRules({ EDGESHELF_RULES: rules })),
+    html: await page.text(),
+  };
+  const kv = await stack.mf.getKVNamespace("EDGESHELF_KV");
+  await kv.put(`shell:b${size}:${SHELL_VERSION}`, JSON.stringify(copy));
   for (const target of targets) {
     let res;
     for (let i = 0; i < 50; i++) {
@@ -122,7 +179,7 @@ export async function fillCaches(origin, targets, urls, size) {
 const UUID_RE = /[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}/g;
 const AUD_TAG_RE = /(es_aud=a1\.[a-z]{2}\.[a-z]{2,3}\.[a-z0-9_]{1,32}\.[kr]\.)[0-9a-f]{8}/g;
 
-function normalizedHeaders(res) {
+export function normalizedHeaders(res) {
   const skip = new Set(["date", "transfer-encoding", "content-length"]);
   return res.headers
     .filter(([k]) => !skip.has(k))
@@ -142,6 +199,36 @@ function audienceProblems(res) {
     .map((c) => `es_aud without the tag of the es_uid set with it: ${c}`);
 }
 
+const SHELF_RE = /<script type="application\/json" id="edgeshelf-shelf">([^<]*)<\/script>/;
+/** The injected shelf's payload ({ids, segment, fallback, schema}), or null. */
+export function shelfOf(body) {
+  const m = SHELF_RE.exec(body);
+  return m === null ? null : JSON.parse(m[1]);
+}
+
+/**
+ * What edgeshelf's own answer must show for a parity visitor: its shelf, the cookies it sets,
+ * and the origin's security headers (kept from every shell source).
+ */
+function expectationProblems(res, spec) {
+  const problems = [];
+  const shelf = shelfOf(res.body);
+  if (shelf === null) problems.push("no shelf injected");
+  else if (spec.segment !== undefined && shelf.segment !== spec.segment) {
+    problems.push(`edgeshelf served ${shelf.segment}, the scenario needs ${spec.segment}`);
+  }
+  const cookies = res.headers.filter(([k]) => k === "set-cookie").map(([, v]) => v);
+  if (spec.cookies !== undefined && (cookies.length !== spec.cookies.length ||
+      spec.cookies.some((start, i) => !cookies[i].startsWith(start)))) {
+    problems.push(`edgeshelf set ${JSON.stringify(cookies)}, the scenario needs ` +
+      JSON.stringify(spec.cookies));
+  }
+  if (!res.headers.some(([k]) => k === "content-security-policy")) {
+    problems.push("edgeshelf dropped the origin's Content-Security-Policy");
+  }
+  return problems;
+}
+
 /** Whether a Worker issues the audience cookie: one request from a new visitor tells. */
 export async function issuesAudience(url, size) {
   const res = await get(`${url}/b${size}`, VISITORS.cold);
@@ -151,14 +238,12 @@ export async function issuesAudience(url, size) {
 /**
  * edgeshelf and the JS peer must answer byte-for-byte alike, or the comparison means nothing.
  * `bodyOnly` compares status and bodies only: for the naive JS peer, whose read path (and so
- * its Server-Timing source and its cookies) differs by design. `audience`: the run has the
- * audience cookie on, so its GPC and crawler visitors are checked too.
+ * its Server-Timing source and its cookies) differs by design.
  */
-export async function parity(urls, size, a = "edgeshelf", b = "js-peer",
-  { bodyOnly = false, audience = true } = {}) {
+export async function parity(urls, size, a = "edgeshelf", b = "js-peer", { bodyOnly = false } = {}) {
   const out = [];
   for (const [visitor, spec] of Object.entries(PARITY_VISITORS)) {
-    if ((spec.audienceOnly && !audience) || (spec.notNaive && bodyOnly)) continue;
+    if (spec.notNaive && bodyOnly) continue;
     const py = await get(`${urls[a]}/b${size}`, spec.headers);
     const js = await get(`${urls[b]}/b${size}`, spec.headers);
     const diffs = [];
@@ -173,10 +258,10 @@ export async function parity(urls, size, a = "edgeshelf", b = "js-peer",
       diffs.push(`bodies differ at ${at}: ${JSON.stringify(py.body.slice(at, at + 80))} vs ` +
         JSON.stringify(js.body.slice(at, at + 80)));
     }
-    if (!py.body.includes('id="edgeshelf-shelf"')) diffs.push("no shelf injected");
+    diffs.push(...expectationProblems(py, spec));
     out.push({
       size, visitor, ...(bodyOnly ? { peer: b, body_only: true } : {}), ok: diffs.length === 0,
-      bytes: py.body.length, diffs,
+      bytes: py.body.length, segment: shelfOf(py.body)?.segment ?? null, diffs,
     });
   }
   return out;
@@ -212,10 +297,59 @@ export async function measure(cell, urls, workerdPid, durationS) {
 }
 
 /**
+ * AUDIENCE_TTL for every Worker of a run: the one asked for (`requested`, seconds), or with
+ * `auto` wrangler.toml's (the spec's 3600 without it), which `startFilled` turns into 0 when
+ * edgeshelf's Worker issues no audience cookie. This is the one switch that keeps the
+ * same-algorithm peer (which has the cookie) answering like an edgeshelf without it.
+ */
+export function audienceSetting(requested) {
+  const configured = readWranglerConfig().vars.AUDIENCE_TTL ?? "3600";
+  return {
+    requested,
+    ttl: requested === "auto" ? Number(configured) : requested,
+    edgeshelf_issues: null,
+  };
+}
+
+/**
+ * startBench with `audience.ttl` for every target, the caches filled with each size's shell;
+ * with `audience.requested` auto, started again with AUDIENCE_TTL=0 when the first edgeshelf
+ * target issues no es_aud (`audience` records what was found and used).
+ */
+export async function startFilled(targets, sizes, audience, { log, kvModes = null }) {
+  const start = () => startBench(targets, {
+    log, kvModes, vars: { AUDIENCE_TTL: String(audience.ttl) },
+  });
+  const edgeshelf = targets.find((t) => t.id === "edgeshelf")?.key;
+  let bench = await start();
+  try {
+    for (const size of sizes) {
+      log(`filling caches with the ${size} shell`);
+      await fillCaches(bench.stack, targets, bench.urls, size);
+    }
+    if (audience.ttl > 0 && audience.edgeshelf_issues === null && edgeshelf !== undefined) {
+      audience.edgeshelf_issues = await issuesAudience(bench.urls[edgeshelf], sizes[0]);
+      if (!audience.edgeshelf_issues && audience.requested === "auto") {
+        log("edgeshelf's Worker issues no audience cookie: every Worker runs with AUDIENCE_TTL=0");
+        audience.ttl = 0;
+        await bench.stack.dispose();
+        bench = await start();
+        for (const size of sizes) await fillCaches(bench.stack, targets, bench.urls, size);
+      }
+    }
+  } catch (err) {
+    await bench.stack.dispose();
+    throw err;
+  }
+  return bench;
+}
+
+/**
  * One Miniflare (one workerd) with the given targets, each on a direct socket, the KV seeded.
  * `targets`: [{key, id, kind, srcDir?}]; `vars` overrides [vars] for every target alike;
  * `kvModes` ({name: model}) gives every target its KV through the latency wrapper
- * (bench/lib/kvmodel.mjs), the first model active.
+ * (bench/lib/kvmodel.mjs), the first model active; `kvFaults` gives every target its KV through
+ * the local stack's fault wrapper (scripts/local/kvfaults.mjs) instead.
  * Resolves to {stack, urls, workerdPid, stdio, vars}.
  */
 export async function startBench(targets, options) {
@@ -231,7 +365,9 @@ export async function startBench(targets, options) {
   }
 }
 
-async function startBenchOnce(targets, { log, vars: overrides = {}, kvModes = null }) {
+async function startBenchOnce(targets, {
+  log, vars: overrides = {}, kvModes = null, kvFaults = false,
+}) {
   const config = readWranglerConfig();
   const [port, apiPort, originPort, ...sockets] = await Promise.all(
     Array.from({ length: 3 + targets.length }, () => freePort()),
@@ -248,7 +384,7 @@ async function startBenchOnce(targets, { log, vars: overrides = {}, kvModes = nu
     urls[t.key] = `http://${HOST}:${sockets[i]}`;
     return targetOptions(t.id, {
       bindings: vars, socket: { host: HOST, port: sockets[i] }, name: `bench-${t.key}`,
-      srcDir: t.srcDir, kvModes,
+      srcDir: t.srcDir, kvModes, kvFaults,
     });
   });
   if (kvModes) extraWorkers.push(wrapperWorker(config.kvNamespaces));
@@ -258,7 +394,7 @@ async function startBenchOnce(targets, { log, vars: overrides = {}, kvModes = nu
   try {
     stack = await startStack({
       port, apiPort, originPort, host: HOST, vars, extraWorkers, logLevel: "quiet",
-      handleRuntimeStdio: stdio.handle, withWorker: false,
+      handleRuntimeStdio: stdio.handle, withWorker: false, kvFaults,
     });
   } catch (err) {
     // Let workerd's own words explain a failed start (the drain swallowed them).

@@ -1,5 +1,6 @@
 // The Workers under test, as Miniflare worker options: each gets its own direct socket, so
 // every request takes the same path into workerd (none goes through Miniflare's entry router).
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -23,6 +24,26 @@ export const TARGETS = [
   { id: "edgeshelf", label: "edgeshelf (Python)", lang: "python", kind: "read-path" },
 ];
 
+let RULES = null;
+
+/**
+ * The rules the JavaScript peers share with edgeshelf's Worker (dropped origin headers, crawler
+ * tokens, the shell copy's format, ...), dumped from the Python definitions by bench/peer_rules.py
+ * once per process: the peers get them as their EDGESHELF_RULES binding, never as a copy.
+ */
+export function peerRules() {
+  if (RULES === null) {
+    const venvPython = path.join(ROOT, ".venv", "bin", "python");
+    const [cmd, args] = fs.existsSync(venvPython)
+      ? [venvPython, []] : ["uv", ["run", "--no-sync", "python"]];
+    const out = execFileSync(cmd, [...args, "-m", "bench.peer_rules"], {
+      cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"],
+    });
+    RULES = JSON.parse(out);
+  }
+  return RULES;
+}
+
 function jsWorker(name, file, { kvNamespaces, bindings, extra }) {
   return {
     name,
@@ -40,14 +61,22 @@ function jsWorker(name, file, { kvNamespaces, bindings, extra }) {
  * replaces edgeshelf's source tree (or, for a JS peer, its script) for A/B comparisons.
  * `kvModes` ({name: model}, bench/lib/kvmodel.mjs) gives the target its KV namespaces through
  * the latency wrapper, under the same binding names, instead of directly; the run must then
- * include `wrapperWorker(...)` among its Workers.
+ * include `wrapperWorker(...)` among its Workers. `kvFaults` gives it its KV namespaces through
+ * the local stack's fault wrapper instead (scripts/local/kvfaults.mjs; the stack must be
+ * started with `kvFaults: true`, which adds one `kv-faults-<binding>` Worker per namespace).
  */
-export function targetOptions(id, { bindings, socket, name = `bench-${id}`, srcDir, kvModes }) {
+export function targetOptions(id, {
+  bindings, socket, name = `bench-${id}`, srcDir, kvModes, kvFaults = false,
+}) {
   const config = readWranglerConfig();
   let kvNamespaces = config.kvNamespaces;
   const extra = socket ? { unsafeDirectSockets: [socket] } : {};
   if (kvModes) {
     extra.wrappedBindings = wrappedKv(kvNamespaces, name, kvModes);
+    kvNamespaces = {};
+  } else if (kvFaults) {
+    extra.wrappedBindings = Object.fromEntries(Object.keys(kvNamespaces).map(
+      (binding) => [binding, { scriptName: `kv-faults-${binding.toLowerCase()}` }]));
     kvNamespaces = {};
   }
   switch (id) {
@@ -63,9 +92,13 @@ export function targetOptions(id, { bindings, socket, name = `bench-${id}`, srcD
     case "js-floor":
       return jsWorker(name, "jsfloor.mjs", { kvNamespaces, bindings, extra });
     case "js-peer":
-      return jsWorker(name, srcDir ?? "jspeer.mjs", { kvNamespaces, bindings, extra });
+      return jsWorker(name, srcDir ?? "jspeer.mjs", {
+        kvNamespaces, bindings: { ...bindings, EDGESHELF_RULES: peerRules() }, extra,
+      });
     case "js-naive":
-      return jsWorker(name, srcDir ?? "jsnaive.mjs", { kvNamespaces, bindings, extra });
+      return jsWorker(name, srcDir ?? "jsnaive.mjs", {
+        kvNamespaces, bindings: { ...bindings, EDGESHELF_RULES: peerRules() }, extra,
+      });
     case "py-import":
       return probeOptions("pyimport", { name, bindings, socket });
     case "py-profile":

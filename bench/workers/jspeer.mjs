@@ -2,20 +2,25 @@
 // the edge benchmark (the like-for-like "equivalent JavaScript Worker"). Same configuration
 // ([vars]), same KV reads in the same order (profile and shell pointer together, then the
 // segment fallback chain one read at a time), same validation of what KV returns, same cache
-// key and origin fill, same response headers and bodies, the same one JSON log line per request,
+// key and fill, same response headers and bodies, the same one JSON log line per request,
 // and the same isolate memory as edgeshelf's Worker (src/edgeshelf/handler.py, shell.py):
 //  - segment values (or their absence) are kept SEGMENT_MEMO_TTL seconds, at most 1024 keys;
 //    a memo answer is not a KV read and counts in `memo_reads`; read errors are not kept;
-//  - the shell pointer is kept SHELL_POINTER_TTL seconds, and so is the shell itself, split
-//    around its first slot by two HTMLRewriter passes (checked, else the rewriter runs per
-//    request), as Blobs: a request on a kept shell makes no Cache API read and no HTML parse,
-//    its page is one Blob of the shell's parts and the shelf's (prepared once per segment
-//    value). SHELL_POINTER_TTL=0 keeps nothing: Cache API read and HTMLRewriter per request.
-// And the same audience cookie (issue 14): a visitor whose profile was
-// read (or who was just given an ID) gets `es_aud` with the audience chosen and a tag of the ID,
-// and `es_uid` again with a fresh 400 days; a request carrying a valid ID and a matching es_aud
-// reads no profile and gets no Set-Cookie. AUDIENCE_TTL=0 turns it off. Sec-GPC and crawlers
-// get no cookie (GPC clears an existing es_uid).
+//  - the shell pointer is kept SHELL_POINTER_TTL seconds (a failed read keeps the last good
+//    one), and so is the shell itself, split around its first slot by two HTMLRewriter passes
+//    (checked, else the rewriter runs per request), as Blobs: a request on a kept shell makes
+//    no Cache API read and no HTML parse, its page is one Blob of the shell's parts and the
+//    shelf's (prepared once per segment value). SHELL_POINTER_TTL=0 keeps nothing: Cache API
+//    read and HTMLRewriter per request.
+// The shell comes from isolate memory, the Cache API, the version's copy in KV (`kv-copy`) or
+// the origin, in that order, and the origin's own headers (CSP, HSTS, ...) travel with it from
+// every source (jscommon.mjs fill, keptHeaders). Crawlers get the global shelf and no cookie;
+// Sec-GPC clears an es_uid the browser still sends.
+// And the audience cookie of issue 14: a visitor whose profile was read (or who was just given
+// an ID) gets `es_aud` with the audience chosen and a tag of the ID, and `es_uid` again with a
+// fresh 400 days; a request carrying a valid ID and a matching es_aud reads no profile and gets
+// no Set-Cookie. AUDIENCE_TTL=0 turns it off (the benchmark does so while edgeshelf's Worker
+// issues no es_aud: bench/edge.mjs --audience-ttl).
 // bench/workers/jsnaive.mjs keeps the read path as a JavaScript team would first write it.
 // It is not shipped; it exists so the benchmark compares like with like.
 
@@ -23,59 +28,33 @@ import {
   SEGMENT_PREFIX,
   SHELL_PREFIX,
   USER_PREFIX,
-  DEFAULT_BUCKET,
-  GLOBAL_SEGMENT,
-  UNKNOWN,
-  NO_POINTER_VERSION,
-  PROFILE_FORMAT,
-  MAX_SEGMENT_IDS,
-  MAX_PROFILE_BYTES,
-  MAX_SEGMENT_BYTES,
-  MAX_SHELL_BYTES,
-  MAX_CATEGORIES,
   COOKIE_MAX_AGE,
-  CACHE_CONTROL_SHELL,
   LEVELS,
   SLOT_SELECTOR,
   RENDER_ATTR,
-  UID_RE,
-  VIDEO_ID_RE,
-  COUNTRY_RE,
-  LANG_RE,
-  BUCKET_RE,
-  SCHEMA_RE,
-  SHELL_VERSION_RE,
-  BUCKET_JUNK_RE,
-  COOKIE_NAME_RE,
-  PATH_RE,
   ORIGIN_RE,
-  UNAVAILABLE_PAGE,
-  isInt,
+  NO_POINTER_VERSION,
+  GLOBAL_CHAIN,
   isStr,
-  normalizeCountry,
-  normalizeLang,
-  normalizeBucket,
-  segmentId,
-  loadsObject,
-  decodeProfile,
   decodeSegment,
-  decodeShellPointer,
-  readUid,
-  bestLanguage,
-  escapeHtml,
   scriptHtml,
   cardsHtml,
-  intVar,
   loadConfig,
   kvRead,
   unavailable,
   round3,
+  identify,
+  audienceFor,
+  chainFor,
+  pageHeaders,
+  pointerFresh,
+  currentPointer,
+  readPointer,
+  fromCache,
   fill,
-  CRAWLER_RE,
   cookieHeader,
   readAudience,
   audienceValue,
-  hasCookie,
 } from "./jscommon.mjs";
 
 
@@ -141,11 +120,13 @@ function prepareShelf(shelf) {
 /**
  * A shell version split around its first slot, as Blobs ready to concatenate: `page()` is byte
  * for byte what HTMLRewriter makes of the shell for that shelf (checked when it is split), built
- * once per shelf and kept within PAGE_BUDGET_CHARS, as edgeshelf does.
+ * once per shelf and kept within PAGE_BUDGET_CHARS, as edgeshelf does. `headers` holds the
+ * page's response headers, the origin's kept ones first, built once per shell version.
  */
 class PreparedShell {
-  constructor(parts, text, cardsSlot, contentType, needsRewriter = false) {
+  constructor(parts, text, cardsSlot, contentType, headers, needsRewriter = false) {
     this.contentType = contentType;
+    this.headers = headers;
     this.cardsSlot = cardsSlot;
     this.needsRewriter = needsRewriter; // a split not to be trusted: kept whole, rewritten
     this.pages = new Map(); // shelf object -> finished page Blob, oldest first
@@ -247,7 +228,7 @@ class Isolate {
   }
 
   /** Split a shell around its slot and keep it (whole, to be rewritten, if not trusted). */
-  async prepareShell(key, text, contentType) {
+  async prepareShell(key, text, contentType, headers) {
     const [start, end, innerMark] = this.markers;
     let slot = false;
     let cards = false;
@@ -262,7 +243,8 @@ class Isolate {
       const replaced = await rewriteFirstSlot(text, (el) => el.setInnerContent(innerMark, HTML));
       parts = splitMarked(prepended, replaced, this.markers);
     }
-    const shell = new PreparedShell(parts, text, cards, contentType, slot && parts === null);
+    const shell = new PreparedShell(parts, text, cards, contentType,
+      pageHeaders(contentType, headers, this.config.rules), slot && parts === null);
     this.prepared.put(key, shell, Date.now());
     return shell;
   }
@@ -278,10 +260,10 @@ function isolate(env) {
 
 function newRecord() {
   return {
-    event: "edgeshelf.request", method: "GET", path: "/", visitor: "none", profile: "none",
-    profile_read: "skipped", audience: "request", segment: "", fallback: 3, segment_reads: [],
-    kv_reads: 0, kv_misses: 0, memo_reads: 0, shell: "none", shell_version: "", status: 200,
-    kv_ms: 0, shell_ms: 0, total_ms: 0, errors: [],
+    event: "edgeshelf.request", method: "GET", path: "/", visitor: "none", bot: false,
+    profile: "none", profile_read: "skipped", audience: "request", segment: "", fallback: 3,
+    segment_reads: [], kv_reads: 0, kv_misses: 0, memo_reads: 0, shell: "none",
+    shell_version: "", status: 200, kv_ms: 0, shell_ms: 0, total_ms: 0, errors: [],
   };
 }
 
@@ -323,44 +305,27 @@ async function personalize(iso, request, ctx, url, shellName, record) {
   const cfg = iso.config;
   const headers = request.headers;
 
-  // 1. Identity. GPC and crawlers: no persistent ID at all, request signals only, no cookie
-  //    (GPC also clears an ID the browser still sends).
-  const cookies = [];
-  let uid = null;
-  let fromCookie = null;
-  const cookie = headers.get("cookie");
-  const gpc = headers.get("sec-gpc");
-  if (gpc !== null && gpc.trim() === "1") {
-    record.visitor = "gpc";
-    if (hasCookie(cookie, cfg.cookieName)) cookies.push(cookieHeader(cfg.cookieName, "", 0));
-  } else if (CRAWLER_RE.test(headers.get("user-agent") ?? "")) {
-    record.visitor = "crawler";
-  } else {
-    uid = readUid(cookie, cfg.cookieName);
-    if (uid === null) {
-      uid = crypto.randomUUID();
-      record.visitor = "minted";
-    } else {
-      record.visitor = "cookie";
-      // A matching audience cookie stands in for the profile until it expires.
-      if (cfg.audienceTtl > 0) fromCookie = readAudience(cookie, cfg.audienceCookie, uid);
-    }
-  }
+  // 1. Identity: a crawler, GPC (no persistent ID), a returning ID, or a new one.
+  const who = identify(headers, request.cf, cfg.cookieName, cfg.rules, cfg.audienceCookie);
+  const uid = who.uid;
+  const cookies = [...who.cookies];
+  record.visitor = who.kind;
+  record.bot = who.kind === "bot";
+  // A matching audience cookie stands in for the profile until it expires.
+  const fromCookie = who.kind === "cookie" && cfg.audienceTtl > 0
+    ? readAudience(headers.get("cookie"), cfg.audienceCookie, uid) : null;
 
   // 2. The independent reads together: the profile, and the shell (pointer, kept copy, cache).
-  const profilePromise = record.visitor === "cookie" && fromCookie === null
+  const profilePromise = who.kind === "cookie" && fromCookie === null
     ? iso.kv.get(USER_PREFIX + uid, iso.textOpts) : null;
-  const memo = iso.pointers.get(shellName);
-  const pointerPromise = memo !== undefined && memo[2] > Date.now()
+  const pointerPromise = pointerFresh(iso, shellName, Date.now())
     ? null : iso.kv.get(SHELL_PREFIX + shellName, iso.textOpts);
   const keptPrefix = `${url.origin}\n${shellName}\n`;
   let version, shellPath, keptKey, kept;
   let cacheKey = "";
   let cachePromise = null;
   const resolve = (renew) => {
-    const entry = iso.pointers.get(shellName);
-    version = entry === undefined ? NO_POINTER_VERSION : entry[0];
-    shellPath = entry === undefined || !entry[1] ? url.pathname : entry[1];
+    [version, shellPath] = currentPointer(iso, shellName, url.pathname);
     keptKey = keptPrefix + version;
     // A version its pointer names again is kept without reading and splitting it again.
     kept = (renew && version !== NO_POINTER_VERSION
@@ -375,73 +340,57 @@ async function personalize(iso, request, ctx, url, shellName, record) {
   if (pointerPromise === null) resolve(false);
 
   // 3. Profile (or audience cookie) -> audience -> segment chain. A failure here costs the
-  //    shelf, not the page.
+  //    shelf, not the page. Crawlers always get the global chain.
   const kvStarted = performance.now();
-  let audience;
-  let profileRead = false; // the profile's read completed: found, missing or invalid
-  try {
-    let profileText = null;
-    if (profilePromise !== null) {
-      let failed = false;
-      try {
-        profileText = await profilePromise;
-      } catch (err) {
-        failed = true;
-        record.errors.push(`kv-profile: ${err.name}`);
+  let chain = GLOBAL_CHAIN;
+  if (!record.bot) {
+    let audience;
+    let profileRead = false; // the profile's read completed: found, missing or invalid
+    try {
+      let profileText = null;
+      if (profilePromise !== null) {
+        let failed = false;
+        try {
+          const value = await profilePromise;
+          profileText = isStr(value) ? value : null;
+        } catch (err) {
+          failed = true;
+          record.errors.push(`kv-profile: ${err?.name ?? "Error"}`);
+        }
+        kvRead(record, profileText !== null ? "hit" : "miss");
+        record.profile_read = profileText === null ? "miss" : "hit";
+        profileRead = !failed;
       }
-      kvRead(record, profileText !== null ? "hit" : "miss");
-      record.profile_read = profileText === null ? "miss" : "hit";
-      profileRead = !failed;
+      audience = fromCookie ?? audienceFor(
+        profileText, request.cf?.country, headers.get("accept-language"));
+      if (profileText !== null && audience.source !== "kv") record.profile_read = "invalid";
+    } catch (err) {
+      record.errors.push(`profile: ${err?.name ?? "Error"}`);
+      audience = audienceFor(null, null, null);
+      profileRead = false;
     }
-    const profile = profileText !== null ? decodeProfile(profileText) : null;
-    if (fromCookie !== null) {
-      audience = fromCookie;
-    } else if (profile !== null) {
-      audience = { country: profile.country, lang: profile.lang, bucket: profile.affinity_bucket, source: "kv" };
-    } else {
-      audience = {
-        country: normalizeCountry(request.cf?.country),
-        lang: bestLanguage(headers.get("accept-language")),
-        bucket: DEFAULT_BUCKET,
-        source: "request",
-      };
-      if (profileText !== null) record.profile_read = "invalid";
+    record.profile = audience.source;
+    record.audience = fromCookie !== null ? "cookie" : audience.source;
+    chain = chainFor(audience);
+    // Issue (or renew) the audience cookie: for a new ID, or a profile read for a known one,
+    // with a rolling es_uid (a new ID's was set by identify) before it.
+    if (uid !== null && (who.kind === "minted" || profileRead) && cfg.audienceTtl > 0) {
+      const value = audienceValue(audience, uid);
+      if (value !== null) {
+        if (who.kind !== "minted") cookies.push(cookieHeader(cfg.cookieName, uid, COOKIE_MAX_AGE));
+        cookies.push(cookieHeader(cfg.audienceCookie, value, cfg.audienceTtl));
+      }
     }
-  } catch (err) {
-    record.errors.push(`profile: ${err?.name ?? "Error"}`);
-    audience = { country: UNKNOWN, lang: UNKNOWN, bucket: DEFAULT_BUCKET, source: "request" };
-    profileRead = false;
-  }
-  record.profile = audience.source;
-  record.audience = fromCookie !== null ? "cookie" : audience.source;
-  // Issue (or renew) the cookies: a new ID, or a profile read for a known one. A rolling es_uid
-  // goes with every es_aud; without the audience cookie only a new ID is set, as before.
-  if (uid !== null && (record.visitor === "minted" || profileRead)) {
-    const value = cfg.audienceTtl > 0 ? audienceValue(audience, uid) : null;
-    if (value !== null || record.visitor === "minted") {
-      cookies.push(cookieHeader(cfg.cookieName, uid, COOKIE_MAX_AGE));
-    }
-    if (value !== null) cookies.push(cookieHeader(cfg.audienceCookie, value, cfg.audienceTtl));
   }
 
   if (pointerPromise !== null) {
-    let pointerText = null;
-    try {
-      pointerText = await pointerPromise;
-    } catch (err) {
-      record.errors.push(`kv-pointer: ${err.name}`);
-    }
-    kvRead(record, pointerText !== null ? "hit" : "miss");
-    const pointer = decodeShellPointer(pointerText);
-    iso.pointers.set(shellName, pointer === null
-      ? [NO_POINTER_VERSION, "", Date.now() + cfg.pointerTtlMs]
-      : [pointer.version, pointer.path, Date.now() + cfg.pointerTtlMs]);
+    await readPointer(iso, shellName, pointerPromise, record);
     resolve(true);
   }
 
   let prepared;
   try {
-    prepared = await shelfFor(iso, audience, record);
+    prepared = await shelfFor(iso, chain, record);
   } catch (err) {
     record.errors.push(`segment: ${err?.name ?? "Error"}`);
     record.segment = "";
@@ -451,8 +400,8 @@ async function personalize(iso, request, ctx, url, shellName, record) {
   const shelf = prepared.shelf;
   record.kv_ms = performance.now() - kvStarted;
 
-  // 4. The shell: the isolate's kept copy, else the cache, else origin / KV backup (filled into
-  //    the cache via waitUntil), split and kept for the next requests.
+  // 4. The shell: the isolate's kept copy, else the cache, else the version's copy in KV or the
+  //    origin (filled into the cache via waitUntil), split and kept for the next requests.
   const shellStarted = performance.now();
   let shell;
   if (kept !== undefined) {
@@ -474,14 +423,12 @@ async function personalize(iso, request, ctx, url, shellName, record) {
   record.shell = shell.source;
   record.shell_version = version;
 
-  // 5. Inject and answer.
-  const out = new Headers({
-    "content-type": shell.contentType,
-    "cache-control": "private, no-store",
-    vary: "Cookie",
-    "server-timing": `kv;dur=${record.kv_ms.toFixed(2)}, shell;dur=${record.shell_ms.toFixed(2)};desc=${shell.source}`,
-  });
-  for (const c of cookies) out.append("set-cookie", c);
+  // 5. Inject and answer: the shell's headers (the origin's kept ones, then edgeshelf's).
+  const out = new Headers(kept !== undefined
+    ? kept.headers : pageHeaders(shell.contentType, shell.headers, cfg.rules));
+  out.set("server-timing",
+    `kv;dur=${record.kv_ms.toFixed(2)}, shell;dur=${record.shell_ms.toFixed(2)};desc=${shell.source}`);
+  for (const c of cookies) out.append("set-cookie", c); // edgeshelf's own, never the origin's
   if (cfg.debugHeaders) {
     out.set("x-edgeshelf-debug",
       `segment=${shelf.segment}; fallback=${LEVELS[shelf.fallback]}; shell=${shell.source}`);
@@ -508,14 +455,9 @@ async function personalize(iso, request, ctx, url, shellName, record) {
   }).transform(base);
 }
 
-/** The segment chain (exact, language default, global), from isolate memory or KV. */
-async function shelfFor(iso, audience, record) {
+/** The segment chain's first valid, non-empty segment, from isolate memory or KV. */
+async function shelfFor(iso, chain, record) {
   const schema = iso.config.schema;
-  const exact = segmentId(audience.country, audience.lang, audience.bucket);
-  const langDefault = segmentId(audience.country, audience.lang, DEFAULT_BUCKET);
-  const chain = [[0, exact]];
-  if (langDefault !== exact) chain.push([1, langDefault]);
-  chain.push([2, GLOBAL_SEGMENT]);
   for (const [level, seg] of chain) {
     const key = `${SEGMENT_PREFIX}${seg}:${schema}`;
     const remembered = iso.segments.get(key, Date.now());
@@ -525,14 +467,15 @@ async function shelfFor(iso, audience, record) {
       record.memo_reads += 1;
     } else {
       try {
-        text = await iso.kv.get(key, iso.textOpts);
-        iso.segments.put(key, isStr(text) ? text : null, Date.now());
+        const value = await iso.kv.get(key, iso.textOpts);
+        text = isStr(value) ? value : null;
+        iso.segments.put(key, text, Date.now());
       } catch (err) { // not kept: the next request tries KV again
-        record.errors.push(`kv-segment: ${err.name}`);
+        record.errors.push(`kv-segment: ${err?.name ?? "Error"}`);
         text = null;
       }
     }
-    const prepared = isStr(text) ? iso.shelf(level, seg, key, text) : null;
+    const prepared = text !== null ? iso.shelf(level, seg, key, text) : null;
     const outcome = prepared !== null ? "hit" : text === null ? "miss" : "invalid";
     if (remembered === undefined) kvRead(record, outcome);
     record.segment_reads.push(outcome);
@@ -547,35 +490,23 @@ async function shelfFor(iso, audience, record) {
   return iso.noShelf;
 }
 
-/** The shell from the Cache API, else origin / KV backup; read whole when it will be split. */
+/** The shell from the Cache API, else the version's copy or the origin; whole when to be split. */
 async function shellFor(iso, ctx, cachePromise, cacheKey, name, version, path, record, whole) {
-  let cached;
-  try {
-    cached = await cachePromise;
-  } catch (err) {
-    record.errors.push(`cache: ${err.name}`);
-  }
-  if (cached !== undefined && cached !== null) {
-    return {
-      body: whole ? await cached.text() : cached.body,
-      contentType: cached.headers.get("content-type") || "text/html; charset=utf-8",
-      source: "cache",
-    };
-  }
-  return fill(iso, ctx, cacheKey, name, version, path, record.errors);
+  const cached = await fromCache(cachePromise, whole, iso.config.rules, record.errors);
+  return cached ?? fill(iso, ctx, cacheKey, name, version, path, record.errors);
 }
 
 /** Keep a shell split around its slot; on any trouble this request uses the rewriter. */
 async function keep(iso, key, shell, record) {
   let kept;
   try {
-    kept = await iso.prepareShell(key, shell.body, shell.contentType);
+    kept = await iso.prepareShell(key, shell.body, shell.contentType, shell.headers);
   } catch (err) {
-    record.errors.push(`shell-prepare: ${err?.name ?? "Error"}`);
+    record.errors.push(`shell-split: ${err?.name ?? "Error"}`);
     return undefined;
   }
-  if (kept.needsRewriter) {
-    record.errors.push("shell-prepare: split not trusted, injecting per request");
+  if (kept.needsRewriter) { // logged once per version and TTL, not per request
+    record.errors.push("shell-split: split not trusted, injecting per request");
   }
   return kept;
 }

@@ -58,14 +58,17 @@ def test_every_worker_was_measured(smoke: Path) -> None:
 
 def test_peer_answers_like_edgeshelf(smoke: Path) -> None:
     """The same-algorithm JavaScript peer's responses match edgeshelf's byte for byte (headers
-    normalised), and the naive peer's bodies do too, so the comparison holds."""
+    normalised, the origin's security headers among them), and the naive peer's bodies do too,
+    so the comparison holds."""
     data = json.loads((smoke / "bench-edge.json").read_text())
     assert data["parity"], "no parity checks ran"
     assert all(p["ok"] for p in data["parity"]), data["parity"]
     visitors = {p["visitor"] for p in data["parity"]}
     assert {"known", "cold", "returning", "aud-other-id", "aud-malformed"} <= visitors
-    if data["meta"]["audience"]["ttl"] > 0:
-        assert {"gpc", "crawler"} <= visitors
+    # Crawlers, GPC and the lenient profile read are checked whether or not the audience
+    # cookie is on.
+    assert {"gpc", "crawler", "crawler-gpc", "verified-bot", "profile-lenient"} <= visitors
+    assert {"profile-fv-float", "profile-unknown"} <= visitors
     assert data["parity_naive"], "the naive peer's bodies were not checked"
     assert all(p["ok"] and p["body_only"] for p in data["parity_naive"]), data["parity_naive"]
 
