@@ -65,15 +65,21 @@ function copyPython(py, fromDir, toDir) {
 
 // What Node's HTTP client refuses in a header value (it throws): control characters but HTAB.
 const UNSENDABLE_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+// Hop-by-hop headers undici refuses on a request (it throws "invalid upgrade header" and the
+// like); workerd manages the connection of a subrequest itself and does not forward them.
+const UNSENDABLE_NAMES = new Set(["connection", "keep-alive", "upgrade", "transfer-encoding", "expect"]);
 
 /**
  * undici's fetch, except that request headers Node cannot send (a value with a control
- * character, which workerd's own parser accepts and its fetch forwards) are left out rather
+ * character, which workerd's own parser accepts and its fetch forwards; a hop-by-hop header)
+ * are left out rather
  * than failing the subrequest: a limit of this host's transport, not of the Worker.
  */
 function hostFetch(input, init) {
   const request = new Request(input, init);
-  const sendable = [...request.headers].filter(([, value]) => !UNSENDABLE_VALUE.test(value));
+  const sendable = [...request.headers].filter(
+    ([name, value]) => !UNSENDABLE_NAMES.has(name) && !UNSENDABLE_VALUE.test(value),
+  );
   if (sendable.length === [...request.headers].length) return fetch(request);
   return fetch(new Request(request, { headers: sendable }));
 }
