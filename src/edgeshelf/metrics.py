@@ -97,8 +97,8 @@ class RequestRecord:
         shelf fell back, ``double5`` total ms, ``double6`` 1 for a crawler (whose reads, misses
         and fallback are not counted, so the rates describe visitors), ``double7`` 1 when the
         visitor's profile ``u:<uid>`` was read (profile reads per page view: ``SUM(double7) /
-        SUM(double1 - double6)``; the audience cookie keeps it near 0 for returning visitors). Blobs:
-        segment, fallback, shell source, profile source, visitor kind, audience source,
+        SUM(double1 - double6)``; the audience cookie keeps it near 0 for returning visitors).
+        Blobs: segment, fallback, shell source, profile source, visitor kind, audience source,
         experiment and arm (empty when the visitor is not enrolled).
         """
         human = not self.bot
