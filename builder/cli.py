@@ -43,11 +43,8 @@ from builder.guards import MAX_DELETE_FRACTION
 from builder.limiter import DEFAULT_LIMIT
 from builder.publish import PublishOptions
 from builder.ranking import MIN_SEGMENT_SIZE, MIN_VIDEO_USERS, RankingOptions
-from builder.report import ReportSettings, compute_report
-from builder.report_render import print_report, write_page
 from builder.reporting import Silent
 from builder.sample import write_sample
-from builder.simulate import simulate_experiment
 from builder.state import DEFAULT_STATE
 from edgeshelf.experiment import Experiment, treatment_schema
 
@@ -392,6 +389,8 @@ def sample(
         click.echo(f"wrote {files.events} ({files.event_rows} events, {files.users} users)")
         click.echo(f"wrote {files.catalog} ({files.videos} videos)")
         if doc is not None:
+            from builder.simulate import simulate_experiment  # noqa: PLC0415 (numpy, on demand)
+
             sim = simulate_experiment(files, doc, lift=lift, days=window_days, seed=seed)
             click.echo(
                 f"SIMULATED experiment {sim.experiment}: {sim.window_events} watches by "
@@ -825,6 +824,10 @@ def report(ctx: click.Context, /, **kw: Any) -> None:
             with http:
                 for seg_schema in sorted(s for s in wanted if s is not None):
                     schema_shelves[seg_schema] = experiments.read_segments(kv, seg_schema)
+        # scipy and matplotlib take seconds to import: only the report command pays for them.
+        from builder.report import ReportSettings, compute_report  # noqa: PLC0415
+        from builder.report_render import print_report, write_page  # noqa: PLC0415
+
         settings = ReportSettings(
             events=kw["events"],
             catalog=kw["catalog"],

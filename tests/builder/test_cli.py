@@ -6,6 +6,8 @@ import io
 import json
 import re
 import socket
+import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -540,3 +542,13 @@ def test_timeout_option_bounds_the_wait_for_a_silent_api(
     assert result.exit_code == 1, result.output
     assert "timed out (ReadTimeout)" in result.stdout
     assert elapsed < 30
+
+
+def test_cli_start_leaves_the_report_libraries_unloaded() -> None:
+    """Importing the CLI loads neither scipy nor matplotlib: only `report` pays for them."""
+    code = (
+        "import sys, builder.cli; "
+        "print(sorted(m for m in ('scipy', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
