@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -51,9 +51,11 @@ def test_profiles_planned_in_batches_give_the_plan_of_one_item_at_a_time(
     finally:
         engine.close()
     assert plans[1] == plans[0]
-    counts = plans[0][0]["write"]
-    assert all(counts[k]["profiles"] > 0 for k in ("new", "changed", "refresh", "unconfirmed"))
-    assert plans[0][0]["skip"]["profiles"] > 0
+    counts: dict[str, Any] = plans[0][0]
+    assert all(
+        counts["write"][k]["profiles"] > 0 for k in ("new", "changed", "refresh", "unconfirmed")
+    )
+    assert counts["skip"]["profiles"] > 0
     assert len(plans[0][2]) == 5
 
 
