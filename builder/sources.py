@@ -60,7 +60,6 @@ VIDEO_ID_PATTERN: Final = r"[A-Za-z0-9_-]{1,64}"
 BAD_UTF8: Final = "__bad_utf8"
 """A column an engine's reader may add: the first column of the row that is not valid UTF-8."""
 
-_ROW_HASH: Final = "__row_hash"
 _EPOCH: Final = ibis.timestamp("1970-01-01 00:00:00")
 _T = TypeVar("_T")
 
@@ -315,16 +314,14 @@ def _load_event_parts(
     deduplication).
     """
     row = ibis.ifelse(typed.problem.isnull(), ibis.null("int64"), typed[ROW])
-    # The row hash is taken while the rows are at hand anyway, so that telling whether a part
-    # has repeated rows reads one number per row, not the rows again.
-    row_hash = ibis.struct({c: typed[c] for c in EVENT_COLUMNS}).hash()
-    typed = typed.mutate(**{ROW: row, _ROW_HASH: row_hash})
+    typed = typed.mutate(**{ROW: row})
     split = _run(engine, raw, lambda: engine.partitioned(typed, "user_id", parts, "checked"))
     rows = _check(engine, raw, ibis.union(*split))
     out = []
     for part in split:
-        [seen] = engine.rows(part.aggregate(n=part.count(), hashes=part[_ROW_HASH].nunique()))
         events = part.select(*EVENT_COLUMNS)
+        row_hash = ibis.struct({c: events[c] for c in EVENT_COLUMNS}).hash()
+        [seen] = engine.rows(events.aggregate(n=events.count(), hashes=row_hash.nunique()))
         out.append(events if seen["n"] == seen["hashes"] else events.distinct())
     return tuple(out), rows
 
