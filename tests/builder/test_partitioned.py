@@ -57,6 +57,7 @@ def _output(
 def test_the_sample_split_by_user_gives_the_same_keys_values_and_plan(
     small_sample: SampleFiles,
 ) -> None:
+    """The sample split into several parts gives every key, value, count and write of one part."""
     options = RankingOptions(min_segment_size=SMALL_K)
     args = (small_sample.events, small_sample.catalog, NOW, options)
     whole = _output(DuckDBEngine(), *args)
@@ -68,6 +69,7 @@ def test_the_sample_split_by_user_gives_the_same_keys_values_and_plan(
 
 
 def test_repeated_rows_count_once_in_every_part(tmp_path: Path) -> None:
+    """Rows repeated verbatim count once when split, empty parts included, as in one table."""
     rows: list[list[object]] = [
         [uid, f"v{i % 5}", T0 - 60 * i, "us", "en", 40 + i]
         for i, uid in enumerate([UID, UID2, UID3] * 6)
@@ -85,6 +87,7 @@ def test_repeated_rows_count_once_in_every_part(tmp_path: Path) -> None:
 
 
 def test_a_bad_row_in_a_split_input_is_refused_with_the_same_message(tmp_path: Path) -> None:
+    """A split input is refused with one table's message: file, row, column, value, count."""
     good = [[UID2, "v2", T0, "gb", "en", 30], [UID, "v1", T0, "us", "en", 5]] * 10
     rows: list[list[object]] = [*good[:7], [UID3, "v1", T0, "us", "en", -3], *good[7:]]
     rows.append([UID, "v1", T0, "us", "en", -4])

@@ -60,6 +60,7 @@ def test_profiles_planned_in_batches_give_the_plan_of_one_item_at_a_time(
 
 
 def test_an_oversized_profile_in_a_batch_is_refused_as_one_item_at_a_time() -> None:
+    """A batch with a value over the limit is refused with the per-key message."""
     batch = ItemBatch(
         keys=["u:a", "u:b"], values=["{}", "x" * 5000], sizes=[2, 5000], ttl=60, phase="profiles"
     )
