@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_ENGINE",
     "DUCKDB_MEMORY_LIMIT",
+    "DUCKDB_PARTITION_ROWS",
     "ENGINES",
     "ROW",
     "DuckDBEngine",
@@ -65,6 +66,9 @@ ENGINES: Final = ("duckdb", "spark")
 DEFAULT_ENGINE: Final = "duckdb"
 DUCKDB_MEMORY_LIMIT: Final = "3GB"
 """DuckDB's own cap; with Python and DuckDB's allocations outside it the process stays < 4 GiB."""
+DUCKDB_PARTITION_ROWS: Final = 12_500_000
+"""Events per part when DuckDB splits a large input by user (:meth:`Engine.partitioned`): a part's
+per-user aggregations then fit in memory instead of spilling one hundred-million-row hash table."""
 ROW: Final = "__row"
 """The row-identifier column every :meth:`Engine.read` adds."""
 
@@ -163,6 +167,19 @@ class Engine(abc.ABC):
     def cache(self, expr: ir.Table, prefix: str = "t") -> ir.Table:
         """``expr`` computed once and kept (a temporary table, a persisted DataFrame)."""
 
+    def partition_count(self, raw: RawInput) -> int:
+        """How many parts :meth:`partitioned` should split ``raw``'s rows into (1: do not split)."""
+        return 1
+
+    def partitioned(self, expr: ir.Table, by: str, parts: int, prefix: str = "t") -> list[ir.Table]:
+        """``expr`` computed once and kept, split into ``parts`` tables by the hash of ``by``.
+
+        Every row with the same ``by`` lands in the same part, so work that is per value of
+        ``by`` (per user) can run part by part, in memory. Engines that distribute work
+        themselves keep one part (the default).
+        """
+        return [self.cache(expr, prefix)]
+
     @abc.abstractmethod
     def release(self, table: ir.Table) -> None:
         """Drop a table :meth:`cache` made, once nothing reads it any more (memory, disk)."""
@@ -239,9 +256,15 @@ class DuckDBEngine(Engine):
     name = "duckdb"
     dialect = "duckdb"
 
-    def __init__(self, memory_limit: str = DUCKDB_MEMORY_LIMIT) -> None:
+    def __init__(
+        self,
+        memory_limit: str = DUCKDB_MEMORY_LIMIT,
+        partition_rows: int = DUCKDB_PARTITION_ROWS,
+    ) -> None:
         super().__init__()
+        self.partition_rows = partition_rows
         spill = tempfile.mkdtemp(prefix="edgeshelf-duckdb-")
+        self._spill = Path(spill)
         # Removed on close(), or when the engine is collected (a test that never closed it).
         self._cleanup = weakref.finalize(self, shutil.rmtree, spill, ignore_errors=True)
         self.con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill})
@@ -287,6 +310,53 @@ class DuckDBEngine(Engine):
         self.con.execute(f"INSERT INTO {name} {self.compile(expr)}")
         return ibis.table(schema, name=name)
 
+    def partition_count(self, raw: RawInput) -> int:
+        if not raw.source.lower().endswith(".parquet"):
+            return 1
+        # The row count is in the Parquet footer: nothing is read to learn it.
+        [(rows,)] = self.con.execute(
+            f"SELECT count(*) FROM read_parquet({quote_sql(raw.source)})"
+        ).fetchall()
+        return max(1, -(-int(rows) // self.partition_rows))
+
+    def partitioned(self, expr: ir.Table, by: str, parts: int, prefix: str = "t") -> list[ir.Table]:
+        if parts <= 1:
+            return [self.cache(expr, prefix)]
+        # One pass writes every part (hive-partitioned Parquet in the spill directory); a part
+        # is then read back on its own. Temporary tables of all the rows would spill anyway,
+        # and reading one part back out of them would scan them all.
+        name = self.fresh_name(prefix)
+        where = self._spill / name
+        schema = expr.schema()
+        self.con.execute("SET preserve_insertion_order = false")  # rows are split, not ordered
+        try:
+            self.con.execute(
+                f"COPY (SELECT *, hash({_ident(by)}) % {int(parts)} AS __part "
+                f"FROM ({self.compile(expr)})) TO {quote_sql(str(where))} "
+                "(FORMAT parquet, PARTITION_BY (__part), COMPRESSION lz4_raw)"
+            )
+        finally:
+            self.con.execute("SET preserve_insertion_order = true")
+        cols = ", ".join(
+            f"CAST({_ident(col)} AS {DuckDBType.to_string(dtype)}) AS {_ident(col)}"
+            for col, dtype in schema.items()
+        )
+        tables = []
+        for part in range(parts):
+            files = where / f"__part={part}"
+            view = f"{name}_{part}"
+            if files.is_dir():
+                src = f"read_parquet({quote_sql(str(files / '*.parquet'))})"
+                self.con.execute(f"CREATE TEMP VIEW {view} AS SELECT {cols} FROM {src}")
+            else:  # no row hashed to this part
+                empty = ", ".join(
+                    f"CAST(NULL AS {DuckDBType.to_string(dtype)}) AS {_ident(col)}"
+                    for col, dtype in schema.items()
+                )
+                self.con.execute(f"CREATE TEMP VIEW {view} AS SELECT {empty} WHERE false")
+            tables.append(ibis.table(schema, name=view))
+        return tables
+
     def release(self, table: ir.Table) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {table.op().name}")
 
@@ -306,6 +376,10 @@ class DuckDBEngine(Engine):
     def close(self) -> None:
         self.con.close()
         self._cleanup()
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _duckdb_input_error(exc: Exception, source: str) -> InputError:

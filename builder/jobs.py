@@ -20,7 +20,14 @@ from builder.engines import DUCKDB_MEMORY_LIMIT, EngineSettings, open_engine
 from builder.errors import APIError, BuilderError, ConfigError, MassDeleteError
 from builder.guards import MAX_DELETE_FRACTION, mass_delete
 from builder.limiter import DEFAULT_LIMIT, SlidingWindowLimiter
-from builder.plan import Item, Plan, PlanCounts, build_plan, check_payload, computed_items
+from builder.plan import (
+    Item,
+    Plan,
+    PlanCounts,
+    build_plan,
+    check_payload,
+    computed_batches,
+)
 from builder.publish import Publisher, PublishOptions, PublishReport, Retrier
 from builder.ranking import Build, RankingOptions, compute
 from builder.reporting import Silent
@@ -161,7 +168,7 @@ def _diff(
     reporter.start("planning", len(build.segments) + build.users)
     the_plan = build_plan(
         state,
-        computed_items(build, settings.schema),
+        computed_batches(build, settings.schema),
         schema=settings.schema,
         now=now,
         warn=reporter.warn,

@@ -22,10 +22,14 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from builder.batching import BatchCounter
 from builder.cloudflare import MAX_BULK_BYTES, MAX_BULK_PAIRS, MAX_KEY_BYTES, MAX_VALUE_BYTES
 from builder.errors import PayloadError
-from builder.payloads import verify
+from builder.payloads import VERIFY_EVERY, verify
+from builder.sources import UID_PATTERN
 from edgeshelf.schema import (
     MAX_PROFILE_BYTES,
     MAX_SEGMENT_BYTES,
@@ -50,10 +54,12 @@ __all__ = [
     "PHASES",
     "REFRESH_FRACTION",
     "Item",
+    "ItemBatch",
     "Plan",
     "PlanCounts",
     "build_plan",
     "check_payload",
+    "computed_batches",
     "computed_items",
     "scope",
     "value_hash",
@@ -98,9 +104,27 @@ def check_payload(
     return size
 
 
-def computed_items(build: Build, schema: str) -> Iterator[Item]:
-    """Every key the build produces, in key order: segments, then profiles."""
-    seg_items = sorted(
+@dataclass(frozen=True)
+class ItemBatch:
+    """Computed keys of one phase and TTL in a run, in key order: what :class:`Item` says, in bulk.
+
+    ``sizes`` are the values' UTF-8 lengths. :func:`build_plan` treats a batch exactly as the
+    same keys one :class:`Item` at a time, without an object per key.
+    """
+
+    keys: list[str]
+    values: list[str]
+    sizes: list[int]
+    ttl: int
+    phase: str
+
+    def items(self) -> Iterator[Item]:
+        for key, value in zip(self.keys, self.values, strict=True):
+            yield Item(key, value, self.ttl, self.phase)
+
+
+def _segment_items(build: Build, schema: str) -> list[Item]:
+    return sorted(
         (
             Item(
                 segment_key(seg, schema),
@@ -112,7 +136,41 @@ def computed_items(build: Build, schema: str) -> Iterator[Item]:
         ),
         key=lambda item: item.key,
     )
-    yield from seg_items
+
+
+def computed_batches(build: Build, schema: str) -> Iterator[Item | ItemBatch]:
+    """What :func:`computed_items` yields, the profiles as one :class:`ItemBatch` per engine batch.
+
+    Keys are made in bulk: every ``user_id`` is checked against the schema module's visitor-ID
+    pattern over the whole batch, and sampled rows against :func:`edgeshelf.schema.profile_key`
+    itself (as :func:`builder.payloads.verify` does for the values).
+    """
+    yield from _segment_items(build, schema)
+    for batch in build.profile_batches():
+        verify(batch)
+        yield _profile_batch(batch)
+
+
+def _profile_batch(batch: pa.RecordBatch) -> ItemBatch:
+    uids = batch.column("user_id")
+    valid = pc.match_substring_regex(uids, f"^(?:{UID_PATTERN})$")
+    if not pc.all(valid).as_py():
+        bad = uids.filter(pc.invert(valid))[0].as_py()
+        profile_key(bad)  # raises the schema module's own error
+        raise AssertionError(f"{bad!r} is not a visitor ID")  # pragma: no cover
+    keys = pc.binary_join_element_wise(USER_PREFIX, uids, "").to_pylist()
+    n = len(keys)
+    for i in sorted({0, n - 1, *range(VERIFY_EVERY, n, VERIFY_EVERY)}) if n else []:
+        if profile_key(uids[i].as_py()) != keys[i]:  # pragma: no cover
+            raise AssertionError(f"{keys[i]!r} is not profile_key's key")
+    values = batch.column("value")
+    sizes = pc.binary_length(values.cast(pa.binary())).to_pylist()
+    return ItemBatch(keys, values.to_pylist(), sizes, USER_TTL, "profiles")
+
+
+def computed_items(build: Build, schema: str) -> Iterator[Item]:
+    """Every key the build produces, in key order: segments, then profiles."""
+    yield from _segment_items(build, schema)
     # Profile payloads come from the engine in bounded batches, checked against the schema
     # module's encoder batch by batch (builder/payloads.py).
     for batch in build.profile_batches():
@@ -252,7 +310,10 @@ class _Writer:
         self.deletes: list[tuple[str]] = []
 
     def put(self, item: Item, digest: bytes) -> None:
-        self.puts.append((item.phase, item.key, item.value, item.ttl, digest))
+        self.put_row(item.phase, item.key, item.value, item.ttl, digest)
+
+    def put_row(self, phase: str, key: str, value: str, ttl: int, digest: bytes) -> None:
+        self.puts.append((phase, key, value, ttl, digest))
         if len(self.puts) >= 10_000:
             self.flush()
 
@@ -294,9 +355,121 @@ def _reason(
     return None
 
 
+_Row = tuple[str, bytes | None, int]
+
+
+def _plan_item(
+    item: Item,
+    counts: PlanCounts,
+    batcher: BatchCounter,
+    out: _Writer,
+    published: Iterator[_Row],
+    previous: str,
+    current: _Row | None,
+    n: int,
+    now: int,
+    refresh_fraction: float,
+    progress: Callable[[int], None] | None,
+    warn: Callable[[str], None] | None,
+) -> tuple[str, _Row | None, int]:
+    """One computed key against the state: write, skip, and deletions of the keys before it."""
+    if item.key <= previous:
+        raise AssertionError(f"computed keys out of order: {previous!r}, {item.key!r}")
+    while current is not None and current[0] < item.key:
+        out.delete(current[0])
+        current = next(published, None)
+    size = check_payload(item.key, item.value, _LIMITS[item.phase], warn)
+    digest = value_hash(item.value, item.ttl)
+    counts.computed[item.phase] += 1
+    match = current if current is not None and current[0] == item.key else None
+    if match is not None:
+        current = next(published, None)
+    reason = _reason(counts, match, digest, item.ttl, now, refresh_fraction)
+    if reason is None:
+        counts.skipped[item.phase] += 1
+    else:
+        reason[item.phase] += 1
+        counts.write_bytes += size
+        batcher.add(BatchCounter.pair_bytes(item.key, item.value))
+        out.put(item, digest)
+    n += 1
+    if progress is not None and n % 10_000 == 0:
+        progress(10_000)
+    return item.key, current, n
+
+
+def _fits(batch: ItemBatch) -> bool:
+    """True if no key or value of ``batch`` needs :func:`check_payload`'s refusal or warning."""
+    if not batch.keys:
+        return True
+    limit = min(_LIMITS[batch.phase], MAX_VALUE_BYTES, HOT_KEY_WARN_BYTES)
+    longest_key = max(len(key) for key in batch.keys)  # keys are ASCII (schema module)
+    return max(batch.sizes) <= limit and longest_key <= MAX_KEY_BYTES
+
+
+def _plan_batch(  # noqa: PLR0912  (one loop per key, inlined on purpose: the hot path)
+    batch: ItemBatch,
+    counts: PlanCounts,
+    batcher: BatchCounter,
+    out: _Writer,
+    published: Iterator[_Row],
+    previous: str,
+    current: _Row | None,
+    n: int,
+    now: int,
+    refresh_fraction: float,
+    progress: Callable[[int], None] | None,
+) -> tuple[str, _Row | None, int]:
+    """:func:`_plan_item` for every key of a batch whose sizes :func:`_fits` already checked."""
+    ttl, phase = batch.ttl, batch.phase
+    refresh_before = ttl * refresh_fraction
+    written = {"new": 0, "changed": 0, "refresh": 0, "unconfirmed": 0}
+    skipped = write_bytes = 0
+    add, put, blake2b = batcher.add, out.put_row, hashlib.blake2b
+    prefix = f"{ttl}\n"
+    for key, value, size in zip(batch.keys, batch.values, batch.sizes, strict=True):
+        if key <= previous:
+            raise AssertionError(f"computed keys out of order: {previous!r}, {key!r}")
+        previous = key
+        while current is not None and current[0] < key:
+            out.delete(current[0])
+            current = next(published, None)
+        digest = blake2b((prefix + value).encode(), digest_size=16).digest()
+        reason: str | None
+        if current is not None and current[0] == key:
+            _, old_hash, expires_at = current
+            current = next(published, None)
+            if old_hash is None:
+                reason = "unconfirmed"
+            elif old_hash != digest:
+                reason = "changed"
+            elif expires_at - now < refresh_before:
+                reason = "refresh"
+            else:
+                reason = None
+        else:
+            reason = "new"
+        if reason is None:
+            skipped += 1
+        else:
+            written[reason] += 1
+            write_bytes += size
+            add(len(key) + size * 2 + 64)  # BatchCounter.pair_bytes of ASCII key and value
+            put(phase, key, value, ttl, digest)
+        n += 1
+        if progress is not None and n % 10_000 == 0:
+            progress(10_000)
+    counts.computed[phase] += len(batch.keys)
+    counts.skipped[phase] += skipped
+    counts.write_bytes += write_bytes
+    for reason_name, count in written.items():
+        getattr(counts, reason_name)[phase] += count
+    return previous, current, n
+
+
 def build_plan(
     state: State,
-    items: Iterable[Item],
+    items: Iterable[Item | ItemBatch],
     *,
     schema: str,
     now: int,
@@ -318,30 +491,22 @@ def build_plan(
     try:
         published = state.scan(scope(schema))
         current = next(published, None)
-        for item in items:
-            if item.key <= previous:
-                raise AssertionError(f"computed keys out of order: {previous!r}, {item.key!r}")
-            previous = item.key
-            while current is not None and current[0] < item.key:
-                out.delete(current[0])
-                current = next(published, None)
-            size = check_payload(item.key, item.value, _LIMITS[item.phase], warn)
-            digest = value_hash(item.value, item.ttl)
-            counts.computed[item.phase] += 1
-            match = current if current is not None and current[0] == item.key else None
-            if match is not None:
-                current = next(published, None)
-            reason = _reason(counts, match, digest, item.ttl, now, refresh_fraction)
-            if reason is None:
-                counts.skipped[item.phase] += 1
+        for entry in items:
+            if isinstance(entry, ItemBatch):
+                if _fits(entry):
+                    previous, current, n = _plan_batch(
+                        entry, counts, batcher, out, published, previous, current, n,
+                        now, refresh_fraction, progress,
+                    )  # fmt: skip
+                    continue
+                batch_items: Iterable[Item] = entry.items()
             else:
-                reason[item.phase] += 1
-                counts.write_bytes += size
-                batcher.add(BatchCounter.pair_bytes(item.key, item.value))
-                out.put(item, digest)
-            n += 1
-            if progress is not None and n % 10_000 == 0:
-                progress(10_000)
+                batch_items = (entry,)
+            for item in batch_items:
+                previous, current, n = _plan_item(
+                    item, counts, batcher, out, published, previous, current, n,
+                    now, refresh_fraction, progress, warn,
+                )  # fmt: skip
         while current is not None:
             out.delete(current[0])
             current = next(published, None)

@@ -193,6 +193,73 @@ def compute(
         "videos",
     )
 
+    # Everything up to the segment scores is per user: it runs part by part when the engine
+    # split the events by user (DuckDB on a large input), and on all events at once otherwise.
+    # A user's rows are all in one part, so the parts' users are disjoint and their segment
+    # scores (sums of weights, counts of viewers) add up.
+    parts = inputs.event_parts or (events,)
+    per_user = [_per_user(engine, part, videos, as_of, opt) for part in parts]
+    if len(parts) == 1:
+        engine.release(parts[0])  # the one cached table of all events
+    users = _union([u for u, _ in per_user])
+    scores = _union([f for _, f in per_user])
+    maps = _lookups(
+        engine,
+        "user",
+        {
+            "country": (users.raw_country, normalize_country),
+            "lang": (users.raw_lang, normalize_lang),
+        },
+    )
+    country_map, lang_map = maps["country"], maps["lang"]
+    p = users.join(country_map, users.raw_country == country_map.raw).select(
+        users, country=country_map.norm
+    )
+    p = p.join(lang_map, p.raw_lang == lang_map.raw).select(p, lang=lang_map.norm)
+    profiles = p.select(
+        user_id=p.uid.cast("string"),
+        country="country",
+        lang="lang",
+        bucket="bucket",
+        recent="recent",
+        last_seen=p.last_seen.cast("int64"),
+        uid="uid",
+    )
+    profiles = engine.cache(
+        profiles.mutate(
+            value=profile_json(
+                profiles.country,
+                profiles.lang,
+                profiles.bucket,
+                profiles.recent,
+                profiles.last_seen,
+            )
+        ),
+        "profiles",
+    )
+    for u, _ in per_user:
+        engine.release(u)
+    s = scores.join(country_map, scores.raw_country == country_map.raw).select(
+        scores, country=country_map.norm
+    )
+    s = s.join(lang_map, s.raw_lang == lang_map.raw).select(s, lang=lang_map.norm)
+    scores = s.select("country", "lang", "bucket", "video_id", "score", "viewers")
+    return _segments(engine, as_of, opt, videos, scores, [f for _, f in per_user], profiles)
+
+
+def _union(tables: list[ir.Table]) -> ir.Table:
+    return tables[0] if len(tables) == 1 else ibis.union(*tables)
+
+
+def _per_user(
+    engine: Engine, events: ir.Table, videos: ir.Table, as_of: int, opt: RankingOptions
+) -> tuple[ir.Table, ir.Table]:
+    """Per user of ``events``: the profile's fields, and the segment scores of its watches.
+
+    Returns ``users`` (``uid``, the raw ``country`` and ``lang`` of the most recent event,
+    ``bucket``, ``recent``, ``last_seen``) and ``scores``: per (raw country, raw language,
+    bucket, video) the summed weight and the number of users who watched it.
+    """
     clamped = ibis.least(events.ts, as_of)
     decay = ibis.literal(0.5).pow((as_of - clamped) / float(opt.half_life))
     weight = ibis.least(events.watch_seconds, float(opt.watch_cap)) * decay
@@ -242,49 +309,33 @@ def compute(
         ),
         "user_place",
     )
-    engine.release(inputs.events)  # everything further is per (user, video) or coarser
-    cached_users = users
-    users = users.join(where, "uid")
-    maps = _lookups(
-        engine,
-        "user",
-        {
-            "country": (users.raw_country, normalize_country),
-            "lang": (users.raw_lang, normalize_lang),
-        },
+    u = users.join(where, "uid")
+    enough = (u.n_events >= int(opt.min_events)) & (
+        u.evidence >= float(opt.min_evidence) * WEIGHT_SCALE
     )
-    country_map, lang_map = maps["country"], maps["lang"]
-    p = users.join(country_map, users.raw_country == country_map.raw).select(
-        users, country=country_map.norm
-    )
-    p = p.join(lang_map, p.raw_lang == lang_map.raw).select(p, lang=lang_map.norm)
-    enough = (p.n_events >= int(opt.min_events)) & (
-        p.evidence >= float(opt.min_evidence) * WEIGHT_SCALE
-    )
-    profiles = p.select(
-        user_id=p.uid.cast("string"),
-        country="country",
-        lang="lang",
-        bucket=ibis.ifelse(enough, p.top, DEFAULT_BUCKET),
-        recent="recent",
-        last_seen=p.last_seen.cast("int64"),
-        uid="uid",
-    )
-    profiles = engine.cache(
-        profiles.mutate(
-            value=profile_json(
-                profiles.country,
-                profiles.lang,
-                profiles.bucket,
-                profiles.recent,
-                profiles.last_seen,
-            )
+    u = engine.cache(
+        u.select(
+            "uid",
+            "raw_country",
+            "raw_lang",
+            bucket=ibis.ifelse(enough, u.top, DEFAULT_BUCKET),
+            recent="recent",
+            last_seen="last_seen",
         ),
-        "profiles",
+        "user_rows",
     )
-    engine.release(cached_users)
+    engine.release(users)
     engine.release(where)
-    return _segments(engine, as_of, opt, videos, uv, profiles)
+    # One row per (user, video) in uv, so counting rows counts distinct viewers.
+    joined = uv.join(u.select("uid", "raw_country", "raw_lang", "bucket"), "uid")
+    scores = engine.cache(
+        joined.group_by(["raw_country", "raw_lang", "bucket", "video_id"]).aggregate(
+            score=joined.w.sum().cast("int64"), viewers=joined.count().cast("int64")
+        ),
+        "user_scores",
+    )
+    engine.release(uv)
+    return u, scores
 
 
 def _rank(scores: ir.Table, opt: RankingOptions, keys: list[str]) -> ir.Table:
@@ -315,7 +366,8 @@ def _segments(
     as_of: int,
     opt: RankingOptions,
     videos: ir.Table,
-    uv: ir.Table,
+    scores: ir.Table,
+    score_parts: list[ir.Table],
     profiles: ir.Table,
 ) -> Build:
     k, n, v = int(opt.min_segment_size), int(opt.top_n), int(opt.min_video_users)
@@ -334,18 +386,19 @@ def _segments(
         groups.bucket,
         ibis.null("string"),
     )
-    user_seg = profiles.join(groups, ["country", "lang", "bucket"]).select(
-        "uid", "country", "lang", exact=exact_bucket, big_lang=groups.lang_members >= k
+    seg = groups.select(
+        "country", "lang", "bucket", exact=exact_bucket, big_lang=groups.lang_members >= k
     )
-    joined = uv.join(user_seg, "uid")
-    # One row per (user, video) in uv, so counting rows counts distinct viewers.
+    joined = scores.join(seg, ["country", "lang", "bucket"])
+    # Users are in one (country, lang, bucket) group each, so viewers add up like scores.
     by_group = engine.cache(
         joined.group_by(["country", "lang", "exact", "big_lang", "video_id"]).aggregate(
-            score=joined.w.sum().cast("int64"), viewers=joined.count().cast("int64")
+            score=joined.score.sum().cast("int64"), viewers=joined.viewers.sum().cast("int64")
         ),
         "group_scores",
     )
-    engine.release(uv)
+    for part in score_parts:
+        engine.release(part)
     exact = by_group.filter(by_group.exact.notnull()).select(
         "country", "lang", "video_id", "score", "viewers", bucket="exact"
     )

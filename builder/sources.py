@@ -86,6 +86,8 @@ class Inputs:
     events: ir.Table
     catalog: ir.Table
     stats: InputStats
+    event_parts: tuple[ir.Table, ...] = ()
+    """The events split by user (every user's rows in one part), or ``(events,)``."""
 
 
 def _full_match(value: ir.StringValue, pattern: str) -> ir.BooleanValue:
@@ -248,7 +250,7 @@ def _load_catalog(engine: Engine, raw: RawInput) -> tuple[ir.Table, int]:
 
 def _load_events(
     engine: Engine, raw: RawInput, catalog: ir.Table, now: int
-) -> tuple[ir.Table, int]:
+) -> tuple[tuple[ir.Table, ...], int]:
     _require(raw, EVENT_COLUMNS)
     src = raw.source
     known = catalog.select(known_video=catalog.video_id)
@@ -289,12 +291,39 @@ def _load_events(
         watch_seconds=secs,
         problem=_problem(t, rules),
     )
+    parts = engine.partition_count(raw)
+    if parts > 1:
+        return _load_event_parts(engine, raw, typed, parts)
     # Kept once: the check and the deduplication below both read it.
     checked = _run(engine, raw, lambda: engine.cache(typed, "checked"))
     rows = _check(engine, raw, checked)
     events = engine.cache(checked.select(*EVENT_COLUMNS).distinct(), "events")
     engine.release(checked)
-    return events, rows
+    return (events,), rows
+
+
+def _load_event_parts(
+    engine: Engine, raw: RawInput, typed: ir.Table, parts: int
+) -> tuple[tuple[ir.Table, ...], int]:
+    """The checked events split by user (:meth:`Engine.partitioned`), each part deduplicated.
+
+    The same rules and the same check as one table; only good rows are ever used, so the row
+    identifier is kept for bad rows only (what the refusal reports). Identical rows have the
+    same ``user_id``, hence the same part; a part whose row hashes are all distinct has no
+    repeated row and is not deduplicated (a hash shared by different rows only costs the
+    deduplication).
+    """
+    row = ibis.ifelse(typed.problem.isnull(), ibis.null("int64"), typed[ROW])
+    typed = typed.mutate(**{ROW: row})
+    split = _run(engine, raw, lambda: engine.partitioned(typed, "user_id", parts, "checked"))
+    rows = _check(engine, raw, ibis.union(*split))
+    out = []
+    for part in split:
+        events = part.select(*EVENT_COLUMNS)
+        row_hash = ibis.struct({c: events[c] for c in EVENT_COLUMNS}).hash()
+        [seen] = engine.rows(events.aggregate(n=events.count(), hashes=row_hash.nunique()))
+        out.append(events if seen["n"] == seen["hashes"] else events.distinct())
+    return tuple(out), rows
 
 
 def load_inputs(engine: Engine, *, events: Path | str, catalog: Path | str, now: int) -> Inputs:
@@ -302,14 +331,18 @@ def load_inputs(engine: Engine, *, events: Path | str, catalog: Path | str, now:
     for source in (str(events), str(catalog)):
         engine.check_source(source)
     catalog_table, n_catalog = _load_catalog(engine, engine.read(str(catalog)))
-    events_table, raw_rows = _load_events(engine, engine.read(str(events)), catalog_table, now)
-    [row] = engine.rows(events_table.aggregate(n=events_table.count(), top=events_table.ts.max()))
-    kept = int(row["n"])
-    top = row["top"]
+    parts, raw_rows = _load_events(engine, engine.read(str(events)), catalog_table, now)
+    kept, top = 0, None
+    for part in parts:
+        [row] = engine.rows(part.aggregate(n=part.count(), top=part.ts.max()))
+        kept += int(row["n"])
+        if row["top"] is not None:
+            top = row["top"] if top is None else max(top, row["top"])
+    events_table = parts[0] if len(parts) == 1 else ibis.union(*parts)
     stats = InputStats(
         events=kept,
         duplicate_events=raw_rows - kept,
         catalog=n_catalog,
         max_ts=None if top is None else int(top),
     )
-    return Inputs(events=events_table, catalog=catalog_table, stats=stats)
+    return Inputs(events=events_table, catalog=catalog_table, stats=stats, event_parts=parts)

@@ -5,7 +5,7 @@
 
 The phases are the library calls ``builder.jobs.plan`` makes, called one by one with the same
 settings: read + validate (``sources.load_inputs``), compute (``ranking.compute``: profiles,
-segments, top-N, profile payloads in the engine), encode + plan (``plan.computed_items`` fed to
+segments, top-N, profile payloads in the engine), encode + plan (``plan.computed_batches`` fed to
 ``plan.build_plan``: streaming the payloads out of the engine, checking them, hashing, diffing
 against the state, batching). ``--engine spark`` runs them on a local Spark session (its start
 is not in any phase), and the JVM's peak RSS is reported beside this process's. Every table
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from builder.cloudflare import MAX_BULK_PAIRS
 from builder.engines import Engine, EngineSettings, open_engine
-from builder.plan import Plan, build_plan, computed_items
+from builder.plan import Plan, build_plan, computed_batches
 from builder.ranking import MIN_SEGMENT_SIZE, RankingOptions, compute
 from builder.sources import load_inputs
 from builder.state import State
@@ -185,7 +185,7 @@ def measure(
             profiler.enable()
         plan = build_plan(
             st,
-            computed_items(build, schema),
+            computed_batches(build, schema),
             schema=schema,
             now=now,
             max_pairs=MAX_BULK_PAIRS,

@@ -540,7 +540,7 @@ def _profile(data: dict[str, Any]) -> list[str]:
 
 def _profile_reading(prof: dict[str, Any], *, met: bool) -> list[str]:
     """Which of our own functions (beside the plan's loop) holds the most cumulative time."""
-    loops = ("(build_plan)", "(computed_items)")
+    loops = ("(build_plan)", "(computed_items)", "(computed_batches)", "(_plan_batch)")
     ours = [
         r
         for r in prof["top"]

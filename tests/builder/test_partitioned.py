@@ -1,0 +1,107 @@
+"""DuckDB split by user (a large input, run part by part) gives what one table gives, exactly.
+
+``DuckDBEngine(partition_rows=...)`` forces the split on small files: the same bytes for every
+key, the same plan, the same counts (duplicates included) and the same refusals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from builder.engines import DuckDBEngine
+from builder.errors import InputError
+from builder.plan import build_plan, computed_items
+from builder.ranking import RankingOptions, compute
+from builder.sources import load_inputs
+from builder.state import State
+from tests.builder.conftest import NOW, SMALL_K
+from tests.builder.helpers import (
+    CATALOG_HEADER,
+    EVENT_HEADER,
+    T0,
+    UID,
+    UID2,
+    UID3,
+    catalog_rows,
+    csv_to_parquet,
+    write_csv,
+)
+
+if TYPE_CHECKING:
+    from builder.sample import SampleFiles
+
+SCHEMA = "v3"
+
+
+def _output(
+    engine: DuckDBEngine, events: Path, catalog: Path, now: int, options: RankingOptions
+) -> tuple[Any, ...]:
+    try:
+        inputs = load_inputs(engine, events=events, catalog=catalog, now=now)
+        parts = len(inputs.event_parts)
+        as_of = min(inputs.stats.max_ts if inputs.stats.max_ts is not None else now, now)
+        build = compute(engine, inputs, as_of=as_of, options=options)
+        items = [(item.key, item.value) for item in computed_items(build, SCHEMA)]
+        with State(Path(":memory:")) as state:
+            plan = build_plan(state, computed_items(build, SCHEMA), schema=SCHEMA, now=now)
+            writes = list(plan.writes())
+            counts = plan.counts.as_dict()
+        return parts, inputs.stats, build.segment_sizes, items, counts, writes
+    finally:
+        engine.close()
+
+
+def test_the_sample_split_by_user_gives_the_same_keys_values_and_plan(
+    small_sample: SampleFiles,
+) -> None:
+    """The sample split into several parts gives every key, value, count and write of one part."""
+    options = RankingOptions(min_segment_size=SMALL_K)
+    args = (small_sample.events, small_sample.catalog, NOW, options)
+    whole = _output(DuckDBEngine(), *args)
+    split = _output(DuckDBEngine(partition_rows=1_500), *args)
+    assert whole[0] == 1
+    assert split[0] > 3
+    assert split[1:] == whole[1:]
+    assert len(whole[3]) > 600
+
+
+def test_repeated_rows_count_once_in_every_part(tmp_path: Path) -> None:
+    """Rows repeated verbatim count once when split, empty parts included, as in one table."""
+    rows: list[list[object]] = [
+        [uid, f"v{i % 5}", T0 - 60 * i, "us", "en", 40 + i]
+        for i, uid in enumerate([UID, UID2, UID3] * 6)
+    ]
+    rows += rows[:4]  # four rows repeated verbatim, in whichever parts their users are
+    ev = csv_to_parquet(write_csv(tmp_path / "e.csv", EVENT_HEADER, rows), tmp_path / "e.parquet")
+    cat = write_csv(tmp_path / "catalog.csv", CATALOG_HEADER, catalog_rows())
+    options = RankingOptions(min_segment_size=1, min_video_users=1)
+    whole = _output(DuckDBEngine(), ev, cat, T0 + 3_600, options)
+    # More parts than users: some parts are empty.
+    split = _output(DuckDBEngine(partition_rows=4), ev, cat, T0 + 3_600, options)
+    assert whole[1].duplicate_events == 4
+    assert split[0] > 3
+    assert split[1:] == whole[1:]
+
+
+def test_a_bad_row_in_a_split_input_is_refused_with_the_same_message(tmp_path: Path) -> None:
+    """A split input is refused with one table's message: file, row, column, value, count."""
+    good = [[UID2, "v2", T0, "gb", "en", 30], [UID, "v1", T0, "us", "en", 5]] * 10
+    rows: list[list[object]] = [*good[:7], [UID3, "v1", T0, "us", "en", -3], *good[7:]]
+    rows.append([UID, "v1", T0, "us", "en", -4])
+    ev = csv_to_parquet(write_csv(tmp_path / "e.csv", EVENT_HEADER, rows), tmp_path / "e.parquet")
+    cat = write_csv(tmp_path / "catalog.csv", CATALOG_HEADER, catalog_rows())
+    refusals = []
+    for engine in (DuckDBEngine(), DuckDBEngine(partition_rows=5)):
+        try:
+            with pytest.raises(InputError) as info:
+                load_inputs(engine, events=ev, catalog=cat, now=T0 + 3_600)
+        finally:
+            engine.close()
+        refusals.append(info.value)
+    whole, split = refusals
+    assert (whole.row, whole.column) == (8, "watch_seconds")
+    assert str(split) == str(whole)
+    assert "(and 1 more bad rows)" in str(split)
