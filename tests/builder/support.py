@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from builder.errors import RetryableAPIError
 from builder.jobs import RunSettings, load_build, remote_diff
 from builder.plan import computed_items
 from builder.ranking import RankingOptions
@@ -35,12 +36,25 @@ NOW = 1_748_736_000 + 3_600
 K = 10
 
 
-def wipe(client: KVClient) -> None:
-    """Delete every profile and segment key, so a test owns the whole namespace."""
-    for prefix in ("u:", "seg:"):
-        names = [k.name for k in client.list_keys(prefix)]
-        for start in range(0, len(names), 10_000):
-            client.bulk_delete(names[start : start + 10_000])
+def wipe(client: KVClient, attempts: int = 3) -> None:
+    """Delete every profile and segment key, so a test owns the whole namespace.
+
+    Listing and deleting are idempotent, so a connection the local stack resets (seen once
+    under a machine load of 4) is retried, as the builder retries it, instead of failing the
+    test that merely wanted an empty namespace.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            for prefix in ("u:", "seg:"):
+                names = [k.name for k in client.list_keys(prefix)]
+                for start in range(0, len(names), 10_000):
+                    client.bulk_delete(names[start : start + 10_000])
+        except RetryableAPIError:
+            if attempt == attempts:
+                raise
+            time.sleep(0.5 * attempt)
+        else:
+            return
 
 
 def cli(stack: LocalStack, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
