@@ -425,8 +425,7 @@ def _plan_batch(  # noqa: PLR0912  (one loop per key, inlined on purpose: the ho
     refresh_before = ttl * refresh_fraction
     written = {"new": 0, "changed": 0, "refresh": 0, "unconfirmed": 0}
     skipped = write_bytes = 0
-    add, put, blake2b = batcher.add, out.put_row, hashlib.blake2b
-    prefix = f"{ttl}\n"
+    add, put = batcher.add, out.put_row
     for key, value, size in zip(batch.keys, batch.values, batch.sizes, strict=True):
         if key <= previous:
             raise AssertionError(f"computed keys out of order: {previous!r}, {key!r}")
@@ -434,7 +433,7 @@ def _plan_batch(  # noqa: PLR0912  (one loop per key, inlined on purpose: the ho
         while current is not None and current[0] < key:
             out.delete(current[0])
             current = next(published, None)
-        digest = blake2b((prefix + value).encode(), digest_size=16).digest()
+        digest = value_hash(value, ttl)
         reason: str | None
         if current is not None and current[0] == key:
             _, old_hash, expires_at = current
