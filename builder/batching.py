@@ -33,7 +33,12 @@ class BatchCounter:
     @staticmethod
     def pair_bytes(key: str, value: str) -> int:
         """An upper bound of a pair's size in the JSON body (escaping at most doubles it...)."""
-        return len(key.encode()) + len(value.encode()) * 2 + 64
+        return BatchCounter.pair_size(len(key.encode()), len(value.encode()))
+
+    @staticmethod
+    def pair_size(key_bytes: int, value_bytes: int) -> int:
+        """:meth:`pair_bytes` of a key and a value of these UTF-8 sizes."""
+        return key_bytes + value_bytes * 2 + 64
 
     def add(self, size: int) -> bool:
         """Account one pair of ``size`` bytes; True if it starts a new batch."""

@@ -309,9 +309,6 @@ class _Writer:
         self.puts: list[tuple[str, str, str, int, bytes]] = []
         self.deletes: list[tuple[str]] = []
 
-    def put(self, item: Item, digest: bytes) -> None:
-        self.put_row(item.phase, item.key, item.value, item.ttl, digest)
-
     def put_row(self, phase: str, key: str, value: str, ttl: int, digest: bytes) -> None:
         self.puts.append((phase, key, value, ttl, digest))
         if len(self.puts) >= 10_000:
@@ -334,68 +331,26 @@ class _Writer:
             self.deletes.clear()
 
 
-def _reason(
-    counts: PlanCounts,
-    row: tuple[str, bytes | None, int] | None,
-    digest: bytes,
-    ttl: int,
-    now: int,
-    refresh_fraction: float,
-) -> dict[str, int] | None:
-    """Which write counter a computed key falls under, or None to skip it."""
+_Row = tuple[str, bytes | None, int]
+"""A state row: ``(key, hash or None when unconfirmed, expires_at)``."""
+
+
+def _reason(row: _Row | None, digest: bytes, now: int, refresh_before: float) -> str | None:
+    """Which write counter a computed key falls under, or None to skip it.
+
+    ``row`` is the state's ``(key, hash, expires_at)`` of the key, if it has one; a key is
+    refreshed when it expires within ``refresh_before`` seconds.
+    """
     if row is None:
-        return counts.new
+        return "new"
     _, old_hash, expires_at = row
     if old_hash is None:
-        return counts.unconfirmed
+        return "unconfirmed"
     if old_hash != digest:
-        return counts.changed
-    if expires_at - now < ttl * refresh_fraction:
-        return counts.refresh
+        return "changed"
+    if expires_at - now < refresh_before:
+        return "refresh"
     return None
-
-
-_Row = tuple[str, bytes | None, int]
-
-
-def _plan_item(
-    item: Item,
-    counts: PlanCounts,
-    batcher: BatchCounter,
-    out: _Writer,
-    published: Iterator[_Row],
-    previous: str,
-    current: _Row | None,
-    n: int,
-    now: int,
-    refresh_fraction: float,
-    progress: Callable[[int], None] | None,
-    warn: Callable[[str], None] | None,
-) -> tuple[str, _Row | None, int]:
-    """One computed key against the state: write, skip, and deletions of the keys before it."""
-    if item.key <= previous:
-        raise AssertionError(f"computed keys out of order: {previous!r}, {item.key!r}")
-    while current is not None and current[0] < item.key:
-        out.delete(current[0])
-        current = next(published, None)
-    size = check_payload(item.key, item.value, _LIMITS[item.phase], warn)
-    digest = value_hash(item.value, item.ttl)
-    counts.computed[item.phase] += 1
-    match = current if current is not None and current[0] == item.key else None
-    if match is not None:
-        current = next(published, None)
-    reason = _reason(counts, match, digest, item.ttl, now, refresh_fraction)
-    if reason is None:
-        counts.skipped[item.phase] += 1
-    else:
-        reason[item.phase] += 1
-        counts.write_bytes += size
-        batcher.add(BatchCounter.pair_bytes(item.key, item.value))
-        out.put(item, digest)
-    n += 1
-    if progress is not None and n % 10_000 == 0:
-        progress(10_000)
-    return item.key, current, n
 
 
 def _fits(batch: ItemBatch) -> bool:
@@ -403,11 +358,23 @@ def _fits(batch: ItemBatch) -> bool:
     if not batch.keys:
         return True
     limit = min(_LIMITS[batch.phase], MAX_VALUE_BYTES, HOT_KEY_WARN_BYTES)
-    longest_key = max(len(key) for key in batch.keys)  # keys are ASCII (schema module)
-    return max(batch.sizes) <= limit and longest_key <= MAX_KEY_BYTES
+    longest_key = max(len(key) for key in batch.keys)
+    return (
+        max(batch.sizes) <= limit
+        and longest_key <= MAX_KEY_BYTES
+        and "".join(batch.keys).isascii()  # so a key's length is its size in bytes
+    )
 
 
-def _plan_batch(  # noqa: PLR0912  (one loop per key, inlined on purpose: the hot path)
+def _checked(item: Item, warn: Callable[[str], None] | None) -> ItemBatch:
+    """``item`` as a batch of one, its sizes checked by :func:`check_payload` (which may warn)."""
+    size = check_payload(item.key, item.value, _LIMITS[item.phase], warn)
+    if not item.key.isascii():  # the schema module's keys are; a key's length is then its size
+        raise PayloadError(f"key {item.key[:60]!r} is not ASCII")
+    return ItemBatch([item.key], [item.value], [size], item.ttl, item.phase)
+
+
+def _plan_batch(
     batch: ItemBatch,
     counts: PlanCounts,
     batcher: BatchCounter,
@@ -420,12 +387,16 @@ def _plan_batch(  # noqa: PLR0912  (one loop per key, inlined on purpose: the ho
     refresh_fraction: float,
     progress: Callable[[int], None] | None,
 ) -> tuple[str, _Row | None, int]:
-    """:func:`_plan_item` for every key of a batch whose sizes :func:`_fits` already checked."""
+    """Diff the keys of a batch whose sizes are checked (:func:`_fits`, :func:`_checked`).
+
+    Each key is written or skipped (:func:`_reason`); confirmed keys before it that are no longer
+    computed are deleted. Returns the last key, the next state row and the keys seen so far.
+    """
     ttl, phase = batch.ttl, batch.phase
     refresh_before = ttl * refresh_fraction
     written = {"new": 0, "changed": 0, "refresh": 0, "unconfirmed": 0}
     skipped = write_bytes = 0
-    add, put = batcher.add, out.put_row
+    add, put, pair_size = batcher.add, out.put_row, BatchCounter.pair_size
     for key, value, size in zip(batch.keys, batch.values, batch.sizes, strict=True):
         if key <= previous:
             raise AssertionError(f"computed keys out of order: {previous!r}, {key!r}")
@@ -434,26 +405,16 @@ def _plan_batch(  # noqa: PLR0912  (one loop per key, inlined on purpose: the ho
             out.delete(current[0])
             current = next(published, None)
         digest = value_hash(value, ttl)
-        reason: str | None
+        match = None
         if current is not None and current[0] == key:
-            _, old_hash, expires_at = current
-            current = next(published, None)
-            if old_hash is None:
-                reason = "unconfirmed"
-            elif old_hash != digest:
-                reason = "changed"
-            elif expires_at - now < refresh_before:
-                reason = "refresh"
-            else:
-                reason = None
-        else:
-            reason = "new"
+            match, current = current, next(published, None)
+        reason = _reason(match, digest, now, refresh_before)
         if reason is None:
             skipped += 1
         else:
             written[reason] += 1
             write_bytes += size
-            add(len(key) + size * 2 + 64)  # BatchCounter.pair_bytes of ASCII key and value
+            add(pair_size(len(key), size))
             put(phase, key, value, ttl, digest)
         n += 1
         if progress is not None and n % 10_000 == 0:
@@ -491,20 +452,15 @@ def build_plan(
         published = state.scan(scope(schema))
         current = next(published, None)
         for entry in items:
-            if isinstance(entry, ItemBatch):
-                if _fits(entry):
-                    previous, current, n = _plan_batch(
-                        entry, counts, batcher, out, published, previous, current, n,
-                        now, refresh_fraction, progress,
-                    )  # fmt: skip
-                    continue
-                batch_items: Iterable[Item] = entry.items()
-            else:
-                batch_items = (entry,)
-            for item in batch_items:
-                previous, current, n = _plan_item(
-                    item, counts, batcher, out, published, previous, current, n,
-                    now, refresh_fraction, progress, warn,
+            if isinstance(entry, ItemBatch) and _fits(entry):
+                batches: Iterable[ItemBatch] = (entry,)
+            else:  # one key at a time, checked (and warned about) one by one
+                singles = entry.items() if isinstance(entry, ItemBatch) else (entry,)
+                batches = (_checked(item, warn) for item in singles)
+            for batch in batches:
+                previous, current, n = _plan_batch(
+                    batch, counts, batcher, out, published, previous, current, n,
+                    now, refresh_fraction, progress,
                 )  # fmt: skip
         while current is not None:
             out.delete(current[0])
