@@ -14,10 +14,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import stamina
 
-from builder.errors import RetryableAPIError
 from builder.jobs import RunSettings, load_build, remote_diff
 from builder.plan import computed_items
+from builder.publish import backoff_hook
 from builder.ranking import RankingOptions
 from builder.reporting import Silent
 
@@ -36,25 +37,20 @@ NOW = 1_748_736_000 + 3_600
 K = 10
 
 
-def wipe(client: KVClient, attempts: int = 3) -> None:
+def wipe(client: KVClient) -> None:
     """Delete every profile and segment key, so a test owns the whole namespace.
 
-    Listing and deleting are idempotent, so a connection the local stack resets (seen once
-    under a machine load of 4) is retried, as the builder retries it, instead of failing the
-    test that merely wanted an empty namespace.
+    Listing and deleting are idempotent, so what the builder retries (a connection the local
+    stack resets, seen once under a machine load of 4) is retried here by the builder's own
+    rule, :func:`builder.publish.backoff_hook`, instead of failing a test that merely wanted an
+    empty namespace.
     """
-    for attempt in range(1, attempts + 1):
-        try:
+    for attempt in stamina.retry_context(on=backoff_hook, attempts=3, wait_initial=0.5):
+        with attempt:
             for prefix in ("u:", "seg:"):
                 names = [k.name for k in client.list_keys(prefix)]
                 for start in range(0, len(names), 10_000):
                     client.bulk_delete(names[start : start + 10_000])
-        except RetryableAPIError:
-            if attempt == attempts:
-                raise
-            time.sleep(0.5 * attempt)
-        else:
-            return
 
 
 def cli(stack: LocalStack, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
