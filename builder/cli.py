@@ -544,6 +544,11 @@ def gc(
     metavar="'NAME: VALUE'",
     help="A header to serve the page with (repeatable); replaces the origin's of that name.",
 )
+@click.option(
+    "--existing",
+    is_flag=True,
+    help="Point the shell at this version's copy already in KV (a roll-back); sends no page.",
+)
 @click.option("--version", "version", required=True, help="Version label, e.g. 2025-06-01.1.")
 @click.option("--path", "path", default="/", show_default=True, help="Origin path of the page.")
 @click.option("--wrangler", type=click.Path(path_type=Path), default=Path("wrangler.toml"))
@@ -554,13 +559,33 @@ def publish_shell(
     file: Path | None,
     from_origin: str | None,
     header_args: tuple[str, ...],
+    existing: bool,
     version: str,
     path: str,
     wrangler: Path,
 ) -> None:
-    """Store a shell version's copy (the page and the site's headers), then move the pointer."""
+    """Store a shell version's copy (the page and the site's headers), then move the pointer.
+
+    With --existing, only move the pointer, to a version whose copy is already in KV.
+    """
 
     def body() -> None:
+        if existing:
+            if file is not None or from_origin is not None or header_args:
+                raise ConfigError(
+                    "--existing sends no page: leave out --file, --from-origin and --header"
+                )
+            _, kv, http = _target(ctx, wrangler)
+            with http:
+                backup, pointer, copy = jobs.point_shell(
+                    kv, name=name, version=version, path=path, reporter=_LineReporter(_stderr())
+                )
+            names = ", ".join(dict.fromkeys(n for n, _ in copy.headers)) or "none"
+            click.echo(
+                f"{pointer} -> {version}: the copy already in {backup} "
+                f"({len(copy.html.encode())} bytes, headers: {names})"
+            )
+            return
         if file is not None and from_origin is not None:
             raise ConfigError("give the page with --file F or with --from-origin URL, not both")
         given = shellcopy.operator_headers(shellcopy.parse_header(h) for h in header_args)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from builder.batching import batches
 from builder.cloudflare import MAX_BULK_GET, MAX_BULK_PAIRS, BulkPair, KVClient
 from builder.engines import DUCKDB_MEMORY_LIMIT, EngineSettings, open_engine
-from builder.errors import APIError, BuilderError, ConfigError, MassDeleteError
+from builder.errors import APIError, BuilderError, ConfigError, InputError, MassDeleteError
 from builder.guards import MAX_DELETE_FRACTION, mass_delete
 from builder.limiter import DEFAULT_LIMIT, SlidingWindowLimiter
 from builder.plan import (
@@ -38,6 +38,8 @@ from edgeshelf.schema import (
     MAX_SHELL_BYTES,
     SEGMENT_PREFIX,
     USER_PREFIX,
+    ShellCopy,
+    decode_shell_copy,
     encode_shell_pointer,
     segment_key_schema,
     shell_backup_key,
@@ -58,6 +60,7 @@ __all__ = [
     "gc",
     "load_build",
     "plan",
+    "point_shell",
     "publish_shell",
     "remote_diff",
     "run",
@@ -412,27 +415,76 @@ def publish_shell(
     pointer always finds the version it names. Returns the two keys written.
     """
     reporter = reporter or Silent()
-    try:
-        backup, pointer = shell_backup_key(name, version), shell_pointer_key(name)
-        pointer_value = encode_shell_pointer(version, path)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+    backup, pointer, pointer_value = _shell_keys(name, version, path)
     kept = operator_headers(headers)
     check_payload(backup, html, MAX_SHELL_BYTES, reporter.warn)
     copy = shell_copy(html, kept, backup, reporter.warn)
-    retrier = Retrier(
+    retrier = _shell_retrier(reporter, rate_limit, options)
+    for key, value in ((backup, copy), (pointer, pointer_value)):
+        _put_confirmed(kv, retrier, key, value)
+    return backup, pointer
+
+
+def point_shell(
+    kv: KVClient,
+    *,
+    name: str,
+    version: str,
+    path: str = "/",
+    reporter: Reporter | None = None,
+    rate_limit: int = DEFAULT_LIMIT,
+    options: PublishOptions | None = None,
+) -> tuple[str, str, ShellCopy]:
+    """Point ``shell:<name>`` at a version already published (a roll-back): nothing else is sent.
+
+    The version's copy is read back first and must be one the Worker can serve; otherwise
+    :class:`~builder.errors.InputError` (exit 3) and the pointer is left where it was. Returns
+    the copy's key, the pointer's key and the copy.
+    """
+    reporter = reporter or Silent()
+    backup, pointer, pointer_value = _shell_keys(name, version, path)
+    retrier = _shell_retrier(reporter, rate_limit, options)
+    raw = retrier.call(lambda: kv.get_value(backup))
+    if raw is None:
+        raise InputError(
+            f"no copy of version {version!r} (publish it with --file or --from-origin first)",
+            file=backup,
+        )
+    copy = decode_shell_copy(raw.decode("utf-8", errors="replace"))
+    if copy is None:
+        raise InputError("not a shell copy the Worker can serve; the pointer stays", file=backup)
+    _put_confirmed(kv, retrier, pointer, pointer_value)
+    return backup, pointer, copy
+
+
+def _shell_keys(name: str, version: str, path: str) -> tuple[str, str, str]:
+    """The copy's key, the pointer's key and the pointer's value (bad names are usage errors)."""
+    try:
+        return (
+            shell_backup_key(name, version),
+            shell_pointer_key(name),
+            encode_shell_pointer(version, path),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _shell_retrier(reporter: Reporter, rate_limit: int, options: PublishOptions | None) -> Retrier:
+    return Retrier(
         SlidingWindowLimiter(rate_limit), options or PublishOptions(), on_wait=reporter.waiting
     )
-    for key, value in ((backup, copy), (pointer, pointer_value)):
-        pair = BulkPair(key=key, value=value)
 
-        def send(_keys: list[str], pair: BulkPair = pair) -> list[str]:
-            return kv.bulk_put([pair]).unsuccessful_keys
 
-        _, failed, error = retrier.bulk([key], send)
-        if failed:
-            raise APIError(f"{key} was not written: {error}")
-    return backup, pointer
+def _put_confirmed(kv: KVClient, retrier: Retrier, key: str, value: str) -> None:
+    """Write one key, retried as a run retries; APIError if Cloudflare never confirms it."""
+    pair = BulkPair(key=key, value=value)
+
+    def send(_keys: list[str]) -> list[str]:
+        return kv.bulk_put([pair]).unsuccessful_keys
+
+    _, failed, error = retrier.bulk([key], send)
+    if failed:
+        raise APIError(f"{key} was not written: {error}")
 
 
 def status(state_path: Path = DEFAULT_STATE) -> dict[str, Any]:

@@ -400,6 +400,62 @@ def test_publish_shell_needs_exactly_one_page(fake: FakeKV, tmp_path: Path) -> N
 
 
 @pytest.mark.usefixtures("cf_env")
+def test_publish_shell_existing_moves_only_the_pointer(fake: FakeKV, tmp_path: Path) -> None:
+    """--existing reads the version's copy back and writes the pointer alone."""
+    shell = tmp_path / "shell.html"
+    for version in ("v1", "v2"):
+        shell.write_text(SHELL.replace("<body>", f"<body>{version}"))
+        assert invoke(
+            fake, "publish-shell", "--name", "home", "--file", str(shell), "--version", version,
+            "--header", f"Content-Security-Policy: {CSP}",
+        ).exit_code == 0  # fmt: skip
+    copies = {k: v for k, v in fake.store.items() if k.startswith("shell:home:")}
+    fake.requests.clear()
+    result = publish(fake, "--existing")
+    assert result.exit_code == 0, result.output
+    assert decode_shell_pointer(fake.store["shell:home"]) == {"version": "v1", "path": "/"}
+    assert {k: v for k, v in fake.store.items() if k.startswith("shell:home:")} == copies
+    assert [route for route, _ in fake.requests] == ["GET values", "PUT bulk"]
+    assert "shell:home -> v1: the copy already in shell:home:v1" in result.stdout
+    assert "headers: content-security-policy" in result.stdout
+
+
+@pytest.mark.usefixtures("cf_env")
+@pytest.mark.parametrize(
+    ("stored", "needle"),
+    [
+        (None, "no copy of version 'v1'"),
+        ('{"format": 99}', "not a shell copy the Worker can serve"),
+    ],
+)
+def test_publish_shell_existing_refuses_a_missing_or_unusable_copy(
+    fake: FakeKV, stored: str | None, needle: str
+) -> None:
+    """A version with no copy, or one the Worker could not serve, is refused (exit 3)."""
+    fake.store["shell:home"] = '{"path":"/","version":"v0"}'
+    if stored is not None:
+        fake.store["shell:home:v1"] = stored
+    result = publish(fake, "--existing")
+    assert result.exit_code == 3
+    assert f"shell:home:v1: {needle}" in result.stderr
+    assert fake.store["shell:home"] == '{"path":"/","version":"v0"}'
+    assert fake.count("PUT bulk") == 0
+
+
+@pytest.mark.usefixtures("cf_env")
+def test_publish_shell_existing_takes_no_page(fake: FakeKV, tmp_path: Path) -> None:
+    """--existing with --file, --from-origin or --header is a usage error (exit 2), sent nowhere."""
+    shell = tmp_path / "shell.html"
+    shell.write_text(SHELL)
+    for extra in (["--file", str(shell)], ["--from-origin", "https://origin.test/"],
+                  ["--header", "X-A: 1"]):  # fmt: skip
+        result = publish(fake, "--existing", *extra)
+        assert result.exit_code == 2
+        assert "--existing sends no page" in result.stderr
+    assert fake.requests == []
+
+
+@pytest.mark.usefixtures("cf_env")
 def test_publish_shell_pointer_waits_for_a_confirmed_copy(fake: FakeKV, tmp_path: Path) -> None:
     """If the copy cannot be written the pointer is not moved."""
     shell = tmp_path / "shell.html"

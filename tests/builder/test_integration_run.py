@@ -291,6 +291,35 @@ def test_publish_from_origin_keeps_the_sites_headers_for_when_it_is_down(
     assert not any("origin_session" in c for c in r.headers.get_list("set-cookie"))
 
 
+@pytest.mark.usefixtures("origin_restored")
+def test_publish_shell_existing_rolls_the_worker_back_to_a_published_version(
+    bstack: LocalStack, tmp_path: Path
+) -> None:
+    """``publish-shell --existing`` moves only the pointer: the Worker serves the older copy."""
+    old, new = ("rb-" + uuid.uuid4().hex[:10] for _ in range(2))
+    for version in (old, new):
+        page = tmp_path / f"{version}.html"
+        page.write_text(f"<html><body><h1>{version}</h1><!--edgeshelf:shelf--></body></html>")
+        proc = cli(
+            bstack, "publish-shell", "--name", "home", "--file", str(page), "--version", version,
+            "--header", f"X-Shell-Version: {version}",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    bstack.origin_config(mode="down")
+    assert source(served(bstack, lambda r: r.headers.get("x-shell-version") == new)) == "kv-copy"
+    copy_before = bstack.kv_get(shell_backup_key("home", old))
+    proc = cli(bstack, "publish-shell", "--name", "home", "--version", old, "--existing")
+    assert proc.returncode == 0, proc.stderr
+    assert f"shell:home -> {old}" in proc.stdout
+    r = served(bstack, lambda r: r.headers.get("x-shell-version") == old)
+    assert f"<h1>{old}</h1>" in r.text
+    assert bstack.kv_get(shell_backup_key("home", old)) == copy_before
+    missing = cli(bstack, "publish-shell", "--name", "home", "--version", "nope1", "--existing")
+    assert missing.returncode == 3
+    assert "shell:home:nope1" in missing.stderr
+    assert served(bstack, lambda r: r.headers.get("x-shell-version") == old).status_code == 200
+
+
 @pytest.mark.spark
 def test_spark_run_publishes_what_duckdb_would_and_the_worker_serves_it(
     bstack: LocalStack, kv: KVClient, tmp_path: Path
