@@ -292,6 +292,7 @@ def test_publish_from_origin_keeps_the_sites_headers_for_when_it_is_down(
 
 
 @pytest.mark.spark
+@pytest.mark.timeout(900)  # the CLI's own limit below is 600 s
 def test_spark_run_publishes_what_duckdb_would_and_the_worker_serves_it(
     bstack: LocalStack, kv: KVClient, tmp_path: Path
 ) -> None:
