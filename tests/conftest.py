@@ -81,17 +81,19 @@ def uid() -> str:
     return str(uuid.uuid4())
 
 
-# The longest modules (by scripts/test's --durations), longest first. scripts/test runs the
-# suite on xdist workers a whole module at a time, in collection order: these go first, so that
-# no worker starts one of them when the others are nearly done. Only the order changes.
+# The longest modules (by scripts/test's --durations), first. scripts/test runs the suite on
+# three xdist workers a whole module at a time, in collection order, and each worker takes its
+# next module before it needs it: the three longest start at once, each beside one of the
+# shorter ones (not the next longest), and none of them starts when the others are nearly done.
+# Only the order changes.
 LONGEST_FIRST = (
-    "tests/reliability/test_builder_faults.py",
     "tests/builder/test_integration_run.py",
+    "tests/reliability/test_builder_faults.py",
     "tests/bench/test_bench_builder_smoke.py",
-    "tests/builder/test_engine_parity.py",
-    "tests/reliability/test_security.py",
-    "tests/bench/test_bench_smoke.py",
     "tests/demo/test_demo.py",
+    "tests/bench/test_bench_smoke.py",
+    "tests/reliability/test_security.py",
+    "tests/builder/test_engine_parity.py",
 )
 
 
