@@ -12,7 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 # It starts workerd (the local v4 API) like the runtime tests do, so it counts as one of them.
-pytestmark = pytest.mark.runtime
+# The whole benchmark (DuckDB, the local API, Spark, the large step) runs in the first test's
+# setup: about 140 s alone, several minutes beside the rest of scripts/test.
+pytestmark = [pytest.mark.runtime, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=420,
+        timeout=840,
         check=False,
     )
     assert proc.returncode == 0, f"scripts/bench builder --smoke failed:\n{proc.stderr[-6000:]}"

@@ -23,7 +23,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=540,
         check=False,
     )
     assert proc.returncode == 0, f"scripts/bench edge --smoke failed:\n{proc.stderr[-6000:]}"

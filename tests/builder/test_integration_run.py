@@ -321,6 +321,7 @@ def test_publish_shell_existing_rolls_the_worker_back_to_a_published_version(
 
 
 @pytest.mark.spark
+@pytest.mark.timeout(900)  # the CLI's own limit below is 600 s
 def test_spark_run_publishes_what_duckdb_would_and_the_worker_serves_it(
     bstack: LocalStack, kv: KVClient, tmp_path: Path
 ) -> None:

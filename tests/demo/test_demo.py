@@ -22,7 +22,7 @@ def test_demo_once_shows_every_visitor_case_and_all_checks_hold(tmp_path: Path) 
     cmd = [sys.executable, str(ROOT / "scripts" / "local" / "demo.py"), "--once"]
     cmd += ["--port", ports[0], "--api-port", ports[1], "--origin-port", ports[2]]
     cmd += ["--workdir", str(tmp_path), "--users", "3000", "--events", "60000"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=540, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     for shown in (
