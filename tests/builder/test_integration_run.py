@@ -24,7 +24,7 @@ from builder.cloudflare import KVClient
 from builder.sample import write_sample
 from builder.state import State
 from edgeshelf.profile import Audience
-from edgeshelf.schema import decode_shell_copy, shell_backup_key
+from edgeshelf.schema import decode_shell_copy, shell_backup_key, shell_pointer_key
 from edgeshelf.segments import chain_for
 from tests.builder.support import (
     assert_kv_equals_plan,
@@ -297,27 +297,39 @@ def test_publish_shell_existing_rolls_the_worker_back_to_a_published_version(
 ) -> None:
     """``publish-shell --existing`` moves only the pointer: the Worker serves the older copy."""
     old, new = ("rb-" + uuid.uuid4().hex[:10] for _ in range(2))
-    for version in (old, new):
-        page = tmp_path / f"{version}.html"
-        page.write_text(f"<html><body><h1>{version}</h1><!--edgeshelf:shelf--></body></html>")
-        proc = cli(
-            bstack, "publish-shell", "--name", "home", "--file", str(page), "--version", version,
-            "--header", f"X-Shell-Version: {version}",
-        )  # fmt: skip
+    pointer = shell_pointer_key("home")
+    before = bstack.kv_get(pointer)
+    try:
+        for version in (old, new):
+            page = tmp_path / f"{version}.html"
+            page.write_text(
+                f"<html><body><h1>{version}</h1><div data-edgeshelf-slot></div></body></html>"
+            )
+            proc = cli(
+                bstack, "publish-shell", "--name", "home", "--file", str(page),
+                "--version", version, "--header", f"X-Shell-Version: {version}",
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
+        bstack.origin_config(mode="down")
+        latest = served(bstack, lambda r: r.headers.get("x-shell-version") == new)
+        assert source(latest) == "kv-copy"
+        copy_before = bstack.kv_get(shell_backup_key("home", old))
+        proc = cli(bstack, "publish-shell", "--name", "home", "--version", old, "--existing")
         assert proc.returncode == 0, proc.stderr
-    bstack.origin_config(mode="down")
-    assert source(served(bstack, lambda r: r.headers.get("x-shell-version") == new)) == "kv-copy"
-    copy_before = bstack.kv_get(shell_backup_key("home", old))
-    proc = cli(bstack, "publish-shell", "--name", "home", "--version", old, "--existing")
-    assert proc.returncode == 0, proc.stderr
-    assert f"shell:home -> {old}" in proc.stdout
-    r = served(bstack, lambda r: r.headers.get("x-shell-version") == old)
-    assert f"<h1>{old}</h1>" in r.text
-    assert bstack.kv_get(shell_backup_key("home", old)) == copy_before
-    missing = cli(bstack, "publish-shell", "--name", "home", "--version", "nope1", "--existing")
-    assert missing.returncode == 3
-    assert "shell:home:nope1" in missing.stderr
-    assert served(bstack, lambda r: r.headers.get("x-shell-version") == old).status_code == 200
+        assert f"shell:home -> {old}" in proc.stdout
+        r = served(bstack, lambda r: r.headers.get("x-shell-version") == old)
+        assert f"<h1>{old}</h1>" in r.text
+        assert bstack.kv_get(shell_backup_key("home", old)) == copy_before
+        missing = cli(bstack, "publish-shell", "--name", "home", "--version", "nope1", "--existing")
+        assert missing.returncode == 3
+        assert "shell:home:nope1" in missing.stderr
+        assert served(bstack, lambda r: r.headers.get("x-shell-version") == old).status_code == 200
+    finally:
+        # The module's other tests read shelves from the shell this stack served before.
+        if before is None:
+            bstack.kv_delete(pointer)
+        else:
+            bstack.kv_put(pointer, before)
 
 
 @pytest.mark.spark
