@@ -49,7 +49,7 @@ from builder.state import DEFAULT_STATE
 from edgeshelf.experiment import Experiment, treatment_schema
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
 __all__ = ["main"]
 
@@ -523,6 +523,11 @@ def gc(
     _run_guarded(body)
 
 
+def _header_names(headers: Iterable[tuple[str, str]]) -> str:
+    """The names of a shell copy's headers, each once, in order (``none`` without any)."""
+    return ", ".join(dict.fromkeys(name for name, _ in headers)) or "none"
+
+
 @main.command("publish-shell")
 @click.option("--name", required=True, help="Shell name, e.g. home.")
 @click.option(
@@ -580,10 +585,9 @@ def publish_shell(
                 backup, pointer, copy = jobs.point_shell(
                     kv, name=name, version=version, path=path, reporter=_LineReporter(_stderr())
                 )
-            names = ", ".join(dict.fromkeys(n for n, _ in copy.headers)) or "none"
             click.echo(
                 f"{pointer} -> {version}: the copy already in {backup} "
-                f"({len(copy.html.encode())} bytes, headers: {names})"
+                f"({len(copy.html.encode())} bytes, headers: {_header_names(copy.headers)})"
             )
             return
         if file is not None and from_origin is not None:
@@ -617,8 +621,9 @@ def publish_shell(
                 headers=headers,
                 reporter=_LineReporter(console),
             )
-        names = ", ".join(dict.fromkeys(n for n, _ in headers)) or "none"
-        click.echo(f"wrote {backup} (headers: {names}), then {pointer} -> {version}")
+        click.echo(
+            f"wrote {backup} (headers: {_header_names(headers)}), then {pointer} -> {version}"
+        )
 
     _run_guarded(body)
 

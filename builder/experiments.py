@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from builder.cloudflare import MAX_BULK_GET, BulkPair, KVClient
+from builder.cloudflare import MAX_BULK_GET, KVClient
 from builder.errors import APIError, InputError
-from builder.limiter import DEFAULT_LIMIT, SlidingWindowLimiter
+from builder.limiter import DEFAULT_LIMIT
 from builder.publish import PublishOptions, Retrier
 from edgeshelf.experiment import (
     MAX_EXPERIMENT_BYTES,
@@ -117,15 +117,11 @@ def invalid_reason(text: str | None) -> str:
     return "valid"
 
 
-def _retrier(rate_limit: int, options: PublishOptions | None) -> Retrier:
-    return Retrier(SlidingWindowLimiter(rate_limit), options or PublishOptions())
-
-
 def read_experiment(
     kv: KVClient, *, rate_limit: int = DEFAULT_LIMIT, options: PublishOptions | None = None
 ) -> ActiveExperiment:
     """The document under ``exp:active`` as the Worker would see it (None when invalid)."""
-    raw = _retrier(rate_limit, options).call(lambda: kv.get_value(EXPERIMENT_KEY))
+    raw = Retrier.with_limit(rate_limit, options).call(lambda: kv.get_value(EXPERIMENT_KEY))
     if raw is None:
         return ActiveExperiment(None, None)
     text = raw.decode("utf-8", errors="replace")
@@ -168,7 +164,7 @@ def set_experiment(
     ``source`` names the document in error messages (the file it came from).
     """
     experiment = parse_experiment(experiment)
-    retrier = _retrier(rate_limit, options)
+    retrier = Retrier.with_limit(rate_limit, options)
     _check_schema_arms(experiment, kv, retrier, source)
     current = read_experiment(kv, rate_limit=rate_limit, options=options).experiment
     kept = False
@@ -183,12 +179,7 @@ def set_experiment(
         value = encode_experiment(experiment)
     except ValueError as exc:  # only the size can fail here: the document was validated
         raise InputError(f"{exc} (limit {MAX_EXPERIMENT_BYTES})", file=source) from exc
-    pair = BulkPair(key=EXPERIMENT_KEY, value=value)
-    _, failed, error = retrier.bulk(
-        [EXPERIMENT_KEY], lambda _keys: kv.bulk_put([pair]).unsuccessful_keys
-    )
-    if failed:
-        raise APIError(f"{EXPERIMENT_KEY} was not written: {error}")
+    retrier.put_one(kv, EXPERIMENT_KEY, value)
     return SetResult(experiment, current, kept)
 
 
@@ -197,7 +188,7 @@ def stop_experiment(
 ) -> ActiveExperiment:
     """Delete ``exp:active`` (everyone gets ``personalized`` again); returns what it held."""
     before = read_experiment(kv, rate_limit=rate_limit, options=options)
-    retrier = _retrier(rate_limit, options)
+    retrier = Retrier.with_limit(rate_limit, options)
     _, failed, error = retrier.bulk(
         [EXPERIMENT_KEY], lambda keys: kv.bulk_delete(keys).unsuccessful_keys
     )
@@ -217,7 +208,7 @@ def read_segments(
 
     What a ``schema:vN`` arm serves, for the report: one listing plus a bulk read per 100 keys.
     """
-    retrier = _retrier(rate_limit, options)
+    retrier = Retrier.with_limit(rate_limit, options)
     # A failed page retries the whole listing: simple, and a report can afford it.
     listed = retrier.call(lambda: [k.name for k in kv.list_keys(SEGMENT_PREFIX)])
     keys = [name for name in listed if segment_key_schema(name) == seg_schema]

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.batching import batches
-from builder.cloudflare import MAX_BULK_GET, MAX_BULK_PAIRS, BulkPair, KVClient
+from builder.cloudflare import MAX_BULK_GET, MAX_BULK_PAIRS, KVClient
 from builder.engines import DUCKDB_MEMORY_LIMIT, EngineSettings, open_engine
-from builder.errors import APIError, BuilderError, ConfigError, InputError, MassDeleteError
+from builder.errors import BuilderError, ConfigError, InputError, MassDeleteError
 from builder.guards import MAX_DELETE_FRACTION, mass_delete
 from builder.limiter import DEFAULT_LIMIT, SlidingWindowLimiter
 from builder.plan import (
@@ -340,9 +340,7 @@ def gc(
             "cannot tell which segment schema the Worker reads: name its wrangler.toml "
             "(--wrangler), or pass --delete-served-schema to delete whatever --keep leaves"
         )
-    retrier = Retrier(
-        SlidingWindowLimiter(rate_limit), options or PublishOptions(), on_wait=reporter.waiting
-    )
+    retrier = Retrier.with_limit(rate_limit, options, on_wait=reporter.waiting)
     result = GcResult()
     with RunLock(State.lock_path(state_path)), State(state_path) as state:
         state.bind(identity)
@@ -419,9 +417,9 @@ def publish_shell(
     kept = operator_headers(headers)
     check_payload(backup, html, MAX_SHELL_BYTES, reporter.warn)
     copy = shell_copy(html, kept, backup, reporter.warn)
-    retrier = _shell_retrier(reporter, rate_limit, options)
+    retrier = Retrier.with_limit(rate_limit, options, on_wait=reporter.waiting)
     for key, value in ((backup, copy), (pointer, pointer_value)):
-        _put_confirmed(kv, retrier, key, value)
+        retrier.put_one(kv, key, value)
     return backup, pointer
 
 
@@ -443,7 +441,7 @@ def point_shell(
     """
     reporter = reporter or Silent()
     backup, pointer, pointer_value = _shell_keys(name, version, path)
-    retrier = _shell_retrier(reporter, rate_limit, options)
+    retrier = Retrier.with_limit(rate_limit, options, on_wait=reporter.waiting)
     raw = retrier.call(lambda: kv.get_value(backup))
     if raw is None:
         raise InputError(
@@ -453,7 +451,7 @@ def point_shell(
     copy = decode_shell_copy(raw.decode("utf-8", errors="replace"))
     if copy is None:
         raise InputError("not a shell copy the Worker can serve; the pointer stays", file=backup)
-    _put_confirmed(kv, retrier, pointer, pointer_value)
+    retrier.put_one(kv, pointer, pointer_value)
     return backup, pointer, copy
 
 
@@ -467,24 +465,6 @@ def _shell_keys(name: str, version: str, path: str) -> tuple[str, str, str]:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-
-
-def _shell_retrier(reporter: Reporter, rate_limit: int, options: PublishOptions | None) -> Retrier:
-    return Retrier(
-        SlidingWindowLimiter(rate_limit), options or PublishOptions(), on_wait=reporter.waiting
-    )
-
-
-def _put_confirmed(kv: KVClient, retrier: Retrier, key: str, value: str) -> None:
-    """Write one key, retried as a run retries; APIError if Cloudflare never confirms it."""
-    pair = BulkPair(key=key, value=value)
-
-    def send(_keys: list[str]) -> list[str]:
-        return kv.bulk_put([pair]).unsuccessful_keys
-
-    _, failed, error = retrier.bulk([key], send)
-    if failed:
-        raise APIError(f"{key} was not written: {error}")
 
 
 def status(state_path: Path = DEFAULT_STATE) -> dict[str, Any]:
@@ -526,7 +506,7 @@ def remote_diff(
     of other schemas aside) counts as ``extra``. Meant for tests and spot checks: a million keys
     need ten thousand requests.
     """
-    retrier = Retrier(SlidingWindowLimiter(rate_limit), PublishOptions())
+    retrier = Retrier.with_limit(rate_limit)
     diff = RemoteDiff()
     expected_keys: set[str] = set()
     for chunk in batches(items, MAX_BULK_GET):

@@ -36,8 +36,8 @@ import stamina
 
 from builder.batching import batches, pair_size
 from builder.cloudflare import MAX_BULK_BYTES, MAX_BULK_PAIRS, BulkPair, KVClient
-from builder.errors import PartialWriteError, RateLimitedError, RetryableAPIError
-from builder.limiter import API_BLOCK, SlidingWindowLimiter
+from builder.errors import APIError, PartialWriteError, RateLimitedError, RetryableAPIError
+from builder.limiter import API_BLOCK, DEFAULT_LIMIT, SlidingWindowLimiter
 from builder.plan import PHASES, Plan
 from builder.reporting import Silent
 
@@ -137,6 +137,17 @@ class Retrier:
         self.requests = 0
         self.retries = 0
 
+    @classmethod
+    def with_limit(
+        cls,
+        rate_limit: int = DEFAULT_LIMIT,
+        options: PublishOptions | None = None,
+        *,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> Retrier:
+        """A retrier with a limiter of its own, ``rate_limit`` requests per window."""
+        return cls(SlidingWindowLimiter(rate_limit), options or PublishOptions(), on_wait=on_wait)
+
     def call(self, fn: Callable[[], T]) -> T:
         """``fn()`` with retries; raises the last error when attempts or time run out."""
         opt = self.options
@@ -188,6 +199,13 @@ class Retrier:
         except RetryableAPIError as exc:
             return confirmed, remaining, str(exc)
         return confirmed, [], None
+
+    def put_one(self, kv: KVClient, key: str, value: str) -> None:
+        """Write one key with retries; APIError if Cloudflare never confirms it."""
+        pair = BulkPair(key=key, value=value)
+        _, failed, error = self.bulk([key], lambda _keys: kv.bulk_put([pair]).unsuccessful_keys)
+        if failed:
+            raise APIError(f"{key} was not written: {error}")
 
 
 @dataclass
