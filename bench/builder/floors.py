@@ -11,9 +11,8 @@ goes"). Whatever engine or plan is used, the definition in :mod:`builder.ranking
 - ``user_video``: one row per (user, video) -- a video's candidates count *distinct* viewers,
   so repeated watches must be folded before anything is counted per segment;
 - ``user``: one row per user (the profile and the user's segment);
-- ``plan_sqlite`` (with ``--plan-rows N``): N plan rows of a profile's size hashed
-  (:func:`builder.plan.value_hash`) and inserted into a temporary SQLite table, what the plan does
-  for every key that must be written (every key on a first run).
+- ``plan`` (with ``--plan-rows N``): :func:`builder.plan.build_plan` itself on N new keys of a
+  profile's size, as a first run plans them (a digest, a diff step and a SQLite row per key).
 
 The engine passes run with the builder's own DuckDB settings (``memory_limit``, two threads on
 this machine). Prints one JSON object: seconds per pass, and their sum.
@@ -25,22 +24,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from builder.engines import DUCKDB_MEMORY_LIMIT, quote_sql
-from builder.plan import value_hash
+from builder.plan import ItemBatch, build_plan
 from builder.sources import UID_PATTERN
+from builder.state import State
+from edgeshelf.schema import USER_PREFIX, USER_TTL
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 _PROFILE = (
     '{"country":"us","lang":"en","affinity_bucket":"music",'
     '"recent_categories":["music","news","sports"],"last_seen":1748736000}'
 )
+_CHUNK = 50_000  # what Build.profile_batches yields at a time
 
 
 def engine_passes(events: Path, memory_limit: str = DUCKDB_MEMORY_LIMIT) -> dict[str, Any]:
@@ -70,26 +74,24 @@ def engine_passes(events: Path, memory_limit: str = DUCKDB_MEMORY_LIMIT) -> dict
 
 
 def plan_pass(rows: int) -> dict[str, Any]:
-    """Seconds to hash ``rows`` profile-sized values and insert them as the plan does."""
-    db = sqlite3.connect(":memory:")
-    db.execute(
-        "CREATE TEMP TABLE plan_put (id INTEGER PRIMARY KEY, phase TEXT, key TEXT, "
-        "value TEXT, ttl INTEGER, hash BLOB)"
-    )
-    started = time.perf_counter()
-    chunk: list[tuple[str, str, str, int, bytes]] = []
-    for i in range(rows):
-        key = f"u:{i:036d}"
-        chunk.append(("profiles", key, _PROFILE, 7_776_000, value_hash(_PROFILE, 7_776_000)))
-        if len(chunk) == 10_000:
-            db.executemany("INSERT INTO temp.plan_put (phase, key, value, ttl, hash) "
-                           "VALUES (?, ?, ?, ?, ?)", chunk)  # fmt: skip
-            chunk.clear()
-    if chunk:
-        db.executemany("INSERT INTO temp.plan_put (phase, key, value, ttl, hash) "
-                       "VALUES (?, ?, ?, ?, ?)", chunk)  # fmt: skip
-    db.close()
-    return {"s": round(time.perf_counter() - started, 2), "rows": rows}
+    """Seconds for :func:`builder.plan.build_plan` to plan ``rows`` new profile-sized keys.
+
+    The plan itself, on an empty state (a first run: every key is written), fed in the engine's
+    batch size: digest, diff, batching and the plan's rows, nothing the engine computes.
+    """
+    keys = [f"{USER_PREFIX}{i:036d}" for i in range(rows)]
+
+    def computed() -> Iterator[ItemBatch]:
+        for start in range(0, rows, _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            sizes = [len(_PROFILE)] * len(chunk)
+            yield ItemBatch(chunk, [_PROFILE] * len(chunk), sizes, USER_TTL, "profiles")
+
+    with State(Path(":memory:")) as state:
+        started = time.perf_counter()
+        plan = build_plan(state, computed(), schema="v1", now=1_748_736_000)
+        seconds = time.perf_counter() - started
+    return {"s": round(seconds, 2), "rows": plan.counts.writes}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     passes = engine_passes(args.events, args.memory_limit)
     if args.plan_rows:
-        passes["plan_sqlite"] = plan_pass(args.plan_rows)
+        passes["plan"] = plan_pass(args.plan_rows)
     result = {
         "events": str(args.events),
         "duckdb": duckdb.__version__,

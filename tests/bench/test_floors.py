@@ -43,5 +43,5 @@ def test_floors_count_pairs_users_and_plan_rows(
     assert floors.main(["--events", str(events), "--plan-rows", "25000"]) == 0
     out = json.loads(capsys.readouterr().out)
     rows = {name: p["rows"] for name, p in out["passes"].items()}
-    assert rows == {"scan": 4, "validate": 0, "user_video": 3, "user": 2, "plan_sqlite": 25000}
+    assert rows == {"scan": 4, "validate": 0, "user_video": 3, "user": 2, "plan": 25000}
     assert out["sum_s"] == round(sum(p["s"] for p in out["passes"].values()), 2)
