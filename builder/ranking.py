@@ -186,9 +186,15 @@ def compute(
     videos = cat.join(cat_map, cat.category == cat_map.raw).select(
         "video_id", "lang", "published_at", category=cat_map.norm
     )
+    # ``vno``, the video's rank by ID, stands for the video from the events' aggregation to the
+    # shelves: grouping and joining by a number is cheaper than by text, and orders the same.
     videos = engine.cache(
         videos.join(vlang_map, videos.lang == vlang_map.raw).select(
-            "video_id", "category", "published_at", vlang=vlang_map.norm
+            "video_id",
+            "category",
+            "published_at",
+            vlang=vlang_map.norm,
+            vno=ibis.row_number().over(order_by="video_id"),
         ),
         "videos",
     )
@@ -243,7 +249,7 @@ def compute(
         scores, country=country_map.norm
     )
     s = s.join(lang_map, s.raw_lang == lang_map.raw).select(s, lang=lang_map.norm)
-    scores = s.select("country", "lang", "bucket", "video_id", "score", "viewers")
+    scores = s.select("country", "lang", "bucket", "vno", "score", "viewers")
     return _segments(engine, as_of, opt, videos, scores, [f for _, f in per_user], profiles)
 
 
@@ -266,15 +272,17 @@ def _per_user(
     # A UUID is 16 bytes where its text is 36: grouping and joining by user is much cheaper
     # (on engines without a UUID type this is text, and the order is the text order either way).
     uid = events.user_id.cast("uuid")
-    e = events.mutate(
+    ev = events.mutate(
         uid=uid,
         w=(weight * WEIGHT_SCALE + 0.5).floor().cast("int64"),
         clamped=clamped,
     )
-    e = e.join(videos.select("video_id", "category"), "video_id")
-    # One pass over the events: everything later is per (user, video) or coarser.
+    e = ev.join(videos.select("video_id", "vno", "category"), "video_id")
+    # One pass over the events: everything later is per (user, video) or coarser. A video has
+    # one category, so grouping by the video alone gives the same rows for less work.
     uv = engine.cache(
-        e.group_by(["uid", "video_id", "category"]).aggregate(
+        e.group_by(["uid", "vno"]).aggregate(
+            category=e.category.arbitrary(),
             w=e.w.sum().cast("int64"),
             n=e.count().cast("int64"),
             last=e.clamped.max(),
@@ -301,7 +309,8 @@ def _per_user(
         "users",
     )
     # Country and language of each user's most recent event (ties: the greater value).
-    at_latest = e.join(users, (e.uid == users.uid) & (e.ts == users.latest))
+    # (Every event's video is in the catalog, so the events need no join with it here.)
+    at_latest = ev.join(users, (ev.uid == users.uid) & (ev.ts == users.latest))
     where = engine.cache(
         at_latest.group_by("uid").aggregate(
             raw_country=at_latest.country.fill_null("").max(),
@@ -329,7 +338,7 @@ def _per_user(
     # One row per (user, video) in uv, so counting rows counts distinct viewers.
     joined = uv.join(u.select("uid", "raw_country", "raw_lang", "bucket"), "uid")
     scores = engine.cache(
-        joined.group_by(["raw_country", "raw_lang", "bucket", "video_id"]).aggregate(
+        joined.group_by(["raw_country", "raw_lang", "bucket", "vno"]).aggregate(
             score=joined.w.sum().cast("int64"), viewers=joined.count().cast("int64")
         ),
         "user_scores",
@@ -392,7 +401,7 @@ def _segments(
     joined = scores.join(seg, ["country", "lang", "bucket"])
     # Users are in one (country, lang, bucket) group each, so viewers add up like scores.
     by_group = engine.cache(
-        joined.group_by(["country", "lang", "exact", "big_lang", "video_id"]).aggregate(
+        joined.group_by(["country", "lang", "exact", "big_lang", "vno"]).aggregate(
             score=joined.score.sum().cast("int64"), viewers=joined.viewers.sum().cast("int64")
         ),
         "group_scores",
@@ -400,11 +409,11 @@ def _segments(
     for part in score_parts:
         engine.release(part)
     exact = by_group.filter(by_group.exact.notnull()).select(
-        "country", "lang", "video_id", "score", "viewers", bucket="exact"
+        "country", "lang", "vno", "score", "viewers", bucket="exact"
     )
     lang = (
         by_group.filter(by_group.big_lang)
-        .group_by(["country", "lang", "video_id"])
+        .group_by(["country", "lang", "vno"])
         .aggregate(
             score=by_group.score.sum().cast("int64"),
             viewers=by_group.viewers.sum().cast("int64"),
@@ -412,7 +421,7 @@ def _segments(
         .mutate(bucket=ibis.literal(DEFAULT_BUCKET))
     )
     everyone = engine.cache(
-        by_group.group_by("video_id").aggregate(
+        by_group.group_by("vno").aggregate(
             score=by_group.score.sum().cast("int64"),
             viewers=by_group.viewers.sum().cast("int64"),
         ),
@@ -421,14 +430,15 @@ def _segments(
     glob = everyone.mutate(
         country=ibis.literal(""), lang=ibis.literal(""), bucket=ibis.literal(GLOBAL_SEGMENT)
     )
-    cols = [*_SEGMENT_KEYS, "video_id", "score", "viewers"]
+    cols = [*_SEGMENT_KEYS, "vno", "score", "viewers"]
     scores = ibis.union(exact.select(cols), lang.select(cols), glob.select(cols))
-    scores = scores.filter(scores.viewers >= v).join(videos.select("video_id", "vlang"), "video_id")
+    named = videos.select("vno", "video_id", "vlang")
+    scores = scores.filter(scores.viewers >= v).join(named, "vno")
     ranked = _rank(scores, opt, list(_SEGMENT_KEYS))
 
     # Language groups below K: the global scores, boosted for their language. The candidates
     # are the global top-N plus the top-N of each video language, which must contain the answer.
-    g = everyone.filter(everyone.viewers >= v).join(videos.select("video_id", "vlang"), "video_id")
+    g = everyone.filter(everyone.viewers >= v).join(named, "vno")
     order = [g.score.desc(), g.video_id]
     g = g.mutate(
         r_all=ibis.row_number().over(order_by=order),

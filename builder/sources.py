@@ -250,7 +250,7 @@ def _load_catalog(engine: Engine, raw: RawInput) -> tuple[ir.Table, int]:
 
 def _load_events(
     engine: Engine, raw: RawInput, catalog: ir.Table, now: int
-) -> tuple[tuple[ir.Table, ...], int]:
+) -> tuple[list[_Part], int]:
     _require(raw, EVENT_COLUMNS)
     src = raw.source
     known = catalog.select(known_video=catalog.video_id)
@@ -299,12 +299,21 @@ def _load_events(
     rows = _check(engine, raw, checked)
     events = engine.cache(checked.select(*EVENT_COLUMNS).distinct(), "events")
     engine.release(checked)
-    return (events,), rows
+    return [_Part(events)], rows
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Validated events (all or one part), with their count and newest time if already known."""
+
+    table: ir.Table
+    rows: int | None = None
+    top: float | None = None
 
 
 def _load_event_parts(
     engine: Engine, raw: RawInput, typed: ir.Table, parts: int
-) -> tuple[tuple[ir.Table, ...], int]:
+) -> tuple[list[_Part], int]:
     """The checked events split by user (:meth:`Engine.partitioned`), each part deduplicated.
 
     The same rules and the same check as one table; only good rows are ever used, so the row
@@ -317,13 +326,18 @@ def _load_event_parts(
     typed = typed.mutate(**{ROW: row})
     split = _run(engine, raw, lambda: engine.partitioned(typed, "user_id", parts, "checked"))
     rows = _check(engine, raw, ibis.union(*split))
-    out = []
+    out: list[_Part] = []
     for part in split:
         events = part.select(*EVENT_COLUMNS)
         row_hash = ibis.struct({c: events[c] for c in EVENT_COLUMNS}).hash()
-        [seen] = engine.rows(events.aggregate(n=events.count(), hashes=row_hash.nunique()))
-        out.append(events if seen["n"] == seen["hashes"] else events.distinct())
-    return tuple(out), rows
+        [seen] = engine.rows(
+            events.aggregate(n=events.count(), hashes=row_hash.nunique(), top=events.ts.max())
+        )
+        if seen["n"] == seen["hashes"]:  # no repeated row: what was counted is what is kept
+            out.append(_Part(events, int(seen["n"]), seen["top"]))
+        else:
+            out.append(_Part(events.distinct()))
+    return out, rows
 
 
 def load_inputs(engine: Engine, *, events: Path | str, catalog: Path | str, now: int) -> Inputs:
@@ -334,15 +348,20 @@ def load_inputs(engine: Engine, *, events: Path | str, catalog: Path | str, now:
     parts, raw_rows = _load_events(engine, engine.read(str(events)), catalog_table, now)
     kept, top = 0, None
     for part in parts:
-        [row] = engine.rows(part.aggregate(n=part.count(), top=part.ts.max()))
-        kept += int(row["n"])
-        if row["top"] is not None:
-            top = row["top"] if top is None else max(top, row["top"])
-    events_table = parts[0] if len(parts) == 1 else ibis.union(*parts)
+        n, part_top = part.rows, part.top
+        if n is None:
+            t = part.table
+            [row] = engine.rows(t.aggregate(n=t.count(), top=t.ts.max()))
+            n, part_top = int(row["n"]), row["top"]
+        kept += n
+        if part_top is not None:
+            top = part_top if top is None else max(top, part_top)
+    tables = tuple(part.table for part in parts)
+    events_table = tables[0] if len(tables) == 1 else ibis.union(*tables)
     stats = InputStats(
         events=kept,
         duplicate_events=raw_rows - kept,
         catalog=n_catalog,
         max_ts=None if top is None else int(top),
     )
-    return Inputs(events=events_table, catalog=catalog_table, stats=stats, event_parts=parts)
+    return Inputs(events=events_table, catalog=catalog_table, stats=stats, event_parts=tables)
