@@ -6,8 +6,10 @@ Python. A key is **written** when it is new, its value (or TTL) changed, it is u
 expires within ``refresh_fraction`` of its TTL (so an unchanged key is refreshed instead of
 expiring); otherwise it is **skipped**. A confirmed key that is no longer computed is
 **deleted** -- profile keys, and segment keys of the run's own schema; other schemas are left
-for ``gc``. The write/delete actions go to a temporary SQLite table, in the order they will be
-sent, so memory stays flat whatever the size.
+for ``gc``. The writes go to a temporary file (Arrow record batches, appended in the order
+they will be sent and read back in it), the deletions to a temporary SQLite table, so memory
+stays flat whatever the size. Neither is the state: what was confirmed is only ever recorded
+there, by the publisher, after KV answered.
 
 Writes are sent as one stream in that order -- segments, then profiles -- and batched by one
 :class:`~builder.batching.BatchCounter` across both phases (the publisher uses the same rule),
@@ -19,7 +21,11 @@ batch earlier.
 from __future__ import annotations
 
 import hashlib
+import shutil
+import tempfile
+import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import pyarrow as pa
@@ -238,40 +244,37 @@ class PlanCounts:
 
 @dataclass
 class Plan:
-    """Counts plus the actions, kept in the state connection's temporary ``plan_*`` tables."""
+    """Counts plus the actions: writes in a temporary file, deletions in a temporary table.
+
+    The file is removed when the plan is garbage-collected.
+    """
 
     schema: str
     now: int
     counts: PlanCounts
     db: sqlite3.Connection
+    puts_file: Path
 
-    def puts(self, phase: str, chunk: int = 10_000) -> Iterator[tuple[str, str, int, bytes]]:
-        """``(key, value, ttl, hash)`` to write in ``phase``, in order, read chunk by chunk."""
-        for key, value, ttl, digest, _ in self._put_rows(phase, chunk):
+    def puts(self, phase: str) -> Iterator[tuple[str, str, int, bytes]]:
+        """``(key, value, ttl, hash)`` to write in ``phase``, in order, read batch by batch."""
+        for key, value, ttl, digest, _ in self._put_rows(phase):
             yield key, value, ttl, digest
 
-    def writes(self, chunk: int = 10_000) -> Iterator[tuple[str, str, int, bytes, str]]:
+    def writes(self) -> Iterator[tuple[str, str, int, bytes, str]]:
         """``(key, value, ttl, hash, phase)`` of every write in send order: segments first.
 
         This is the order :func:`build_plan` counted the write requests in.
         """
-        return self._put_rows(None, chunk)
+        return self._put_rows(None)
 
-    def _put_rows(
-        self, phase: str | None, chunk: int
-    ) -> Iterator[tuple[str, str, int, bytes, str]]:
-        last = 0
-        while True:
-            rows = self.db.execute(
-                "SELECT id, key, value, ttl, hash, phase FROM temp.plan_put "
-                "WHERE (?1 IS NULL OR phase = ?1) AND id > ?2 ORDER BY id LIMIT ?3",
-                (phase, last, chunk),
-            ).fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
-            for _, key, value, ttl, digest, row_phase in rows:
-                yield key, value, ttl, digest, row_phase
+    def _put_rows(self, phase: str | None) -> Iterator[tuple[str, str, int, bytes, str]]:
+        # The file holds batches of at most _Writer.CHUNK rows: memory stays bounded.
+        with pa.ipc.open_stream(self.puts_file) as reader:
+            for batch in reader:
+                cols = [batch.column(name).to_pylist() for name in _PUT_SCHEMA.names]
+                for key, value, ttl, digest, row_phase in zip(*cols, strict=True):
+                    if phase is None or row_phase == phase:
+                        yield key, value, ttl, digest, row_phase
 
     def deletes(self, chunk: int = 10_000) -> Iterator[str]:
         last = ""
@@ -294,25 +297,64 @@ def scope(schema: str) -> list[str]:
     return [USER_PREFIX + "*", f"{SEGMENT_PREFIX}*:{schema}"]
 
 
+_PUT_SCHEMA: Final = pa.schema(
+    [
+        ("key", pa.string()),
+        ("value", pa.string()),
+        ("ttl", pa.int64()),
+        ("hash", pa.binary()),
+        ("phase", pa.string()),
+    ]
+)
+
+
 class _Writer:
-    """Buffers plan actions and inserts them into the temporary tables in chunks."""
+    """Buffers plan actions: writes appended to a temporary file, deletions to a temporary table.
+
+    The writes file is an Arrow IPC stream (LZ4-compressed record batches) in a directory of
+    its own, removed by :meth:`discard` or when the owner it is handed to is collected.
+    """
+
+    CHUNK: Final = 10_000
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
-        db.execute("DROP TABLE IF EXISTS temp.plan_put")
         db.execute("DROP TABLE IF EXISTS temp.plan_delete")
-        db.execute(
-            "CREATE TEMP TABLE plan_put (id INTEGER PRIMARY KEY, phase TEXT, key TEXT, "
-            "value TEXT, ttl INTEGER, hash BLOB)"
-        )
         db.execute("CREATE TEMP TABLE plan_delete (key TEXT PRIMARY KEY) WITHOUT ROWID")
-        self.puts: list[tuple[str, str, str, int, bytes]] = []
+        self.dir = Path(tempfile.mkdtemp(prefix="edgeshelf-plan-"))
+        self.path = self.dir / "puts.arrow"
+        self._sink = pa.OSFile(str(self.path), "wb")
+        options = pa.ipc.IpcWriteOptions(compression="lz4")
+        self._stream = pa.ipc.new_stream(self._sink, _PUT_SCHEMA, options=options)
+        # One list per column of _PUT_SCHEMA: a batch is then made without transposing rows.
+        self.puts: tuple[list[str], list[str], list[int], list[bytes], list[str]] = (
+            [], [], [], [], []
+        )  # fmt: skip
         self.deletes: list[tuple[str]] = []
 
     def put_row(self, phase: str, key: str, value: str, ttl: int, digest: bytes) -> None:
-        self.puts.append((phase, key, value, ttl, digest))
-        if len(self.puts) >= 10_000:
+        keys, values, ttls, digests, phases = self.puts
+        keys.append(key)
+        values.append(value)
+        ttls.append(ttl)
+        digests.append(digest)
+        phases.append(phase)
+        if len(keys) >= self.CHUNK:
             self.flush()
+
+    def close(self) -> None:
+        """Flush and close the writes file (it stays on disk for the plan to read)."""
+        self.flush()
+        self._stream.close()
+        self._sink.close()
+
+    def discard(self) -> None:
+        """Close and remove the writes file (the plan was not made)."""
+        try:
+            self._stream.close()
+            self._sink.close()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def delete(self, key: str) -> None:
         self.deletes.append((key,))
@@ -320,12 +362,10 @@ class _Writer:
             self.flush()
 
     def flush(self) -> None:
-        if self.puts:
-            self.db.executemany(
-                "INSERT INTO temp.plan_put (phase, key, value, ttl, hash) VALUES (?, ?, ?, ?, ?)",
-                self.puts,
-            )
-            self.puts.clear()
+        if self.puts[0]:
+            self._stream.write_batch(pa.record_batch(list(self.puts), schema=_PUT_SCHEMA))
+            for column in self.puts:
+                column.clear()
         if self.deletes:
             self.db.executemany("INSERT INTO temp.plan_delete (key) VALUES (?)", self.deletes)
             self.deletes.clear()
@@ -465,10 +505,11 @@ def build_plan(
         while current is not None:
             out.delete(current[0])
             current = next(published, None)
-        out.flush()
+        out.close()
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
+        out.discard()
         raise
     if progress is not None:
         progress(n % 10_000)
@@ -476,4 +517,6 @@ def build_plan(
     row = db.execute("SELECT count(*) FROM temp.plan_delete").fetchone()
     counts.deleted = int(row[0]) if row else 0
     counts.delete_requests = -(-counts.deleted // max_pairs)
-    return Plan(schema=schema, now=now, counts=counts, db=db)
+    plan = Plan(schema=schema, now=now, counts=counts, db=db, puts_file=out.path)
+    weakref.finalize(plan, shutil.rmtree, out.dir, ignore_errors=True)
+    return plan

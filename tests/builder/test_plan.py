@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import tempfile
 from typing import TYPE_CHECKING
 
 import pytest
@@ -142,3 +144,31 @@ def test_plan_predicts_ceil_of_all_writes_over_the_batch_size(state_path: Path) 
         counts = build_plan(state, items, schema="v3", now=NOW).counts
     assert (counts.writes_in("segments"), counts.writes_in("profiles")) == (300, 19_700)
     assert counts.write_requests == 2
+
+
+def test_the_writes_file_is_read_back_in_order_and_removed_with_the_plan(state_path: Path) -> None:
+    """A plan's writes come back in send order across file batches; its file goes with it."""
+    items = [seg("a"), *(user(i, f'{{"n":{i}}}') for i in range(25_001))]
+    with State(state_path) as state:
+        plan = build_plan(state, items, schema="v3", now=NOW)
+        path = plan.puts_file
+        writes = list(plan.writes())
+        assert [w[0] for w in writes] == [item.key for item in items]
+        assert [w[1] for w in writes] == [item.value for item in items]
+        assert [w[4] for w in writes] == ["segments"] + ["profiles"] * 25_001
+        assert [p[0] for p in plan.puts("segments")] == ["seg:a:v3"]
+        assert path.is_file()
+        del plan
+        gc.collect()
+        assert not path.parent.exists()
+
+
+def test_a_failed_plan_leaves_no_writes_file(
+    state_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """When planning fails half-way, the temporary writes file is removed at once."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    items = [user(2), user(1)]  # out of order: the plan stops after the first write
+    with State(state_path) as state, pytest.raises(AssertionError, match="out of order"):
+        build_plan(state, items, schema="v3", now=NOW)
+    assert not list(tmp_path.glob("edgeshelf-plan-*"))
