@@ -12,7 +12,8 @@ goes"). Whatever engine or plan is used, the definition in :mod:`builder.ranking
   so repeated watches must be folded before anything is counted per segment;
 - ``user``: one row per user (the profile and the user's segment);
 - ``plan`` (with ``--plan-rows N``): :func:`builder.plan.build_plan` itself on N new keys of a
-  profile's size, as a first run plans them (a digest, a diff step and a SQLite row per key).
+  profile's size, as a first run plans them (a digest, a diff step and a row of the plan's
+  writes file per key).
 
 The engine passes run with the builder's own DuckDB settings (``memory_limit``, two threads on
 this machine). Prints one JSON object: seconds per pass, and their sum.
