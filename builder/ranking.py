@@ -399,31 +399,34 @@ def _segments(
         "country", "lang", "bucket", exact=exact_bucket, big_lang=groups.lang_members >= k
     )
     joined = scores.join(seg, ["country", "lang", "bucket"])
-    # Users are in one (country, lang, bucket) group each, so viewers add up like scores.
-    by_group = engine.cache(
-        joined.group_by(["country", "lang", "exact", "big_lang", "vno"]).aggregate(
-            score=joined.score.sum().cast("int64"), viewers=joined.viewers.sum().cast("int64")
-        ),
-        "group_scores",
-    )
+    # Users are in one (country, lang, bucket) group each, so viewers add up like scores. When
+    # the users came in parts, their scores are added up a slice of the videos at a time (about
+    # two parts' worth of rows each), so that no aggregation outgrows the engine's memory; every
+    # later step is per video or finer, so it runs slice by slice too.
+    slices = max(1, len(score_parts) // 2)
+    by_slice = [
+        engine.cache(
+            part.group_by(["country", "lang", "exact", "big_lang", "vno"]).aggregate(
+                score=part.score.sum().cast("int64"), viewers=part.viewers.sum().cast("int64")
+            ),
+            "group_scores",
+        )
+        for part in (
+            [joined.filter(joined.vno % slices == i) for i in range(slices)]
+            if slices > 1
+            else [joined]
+        )
+    ]
     for part in score_parts:
         engine.release(part)
-    exact = by_group.filter(by_group.exact.notnull()).select(
-        "country", "lang", "vno", "score", "viewers", bucket="exact"
-    )
-    lang = (
-        by_group.filter(by_group.big_lang)
-        .group_by(["country", "lang", "vno"])
-        .aggregate(
-            score=by_group.score.sum().cast("int64"),
-            viewers=by_group.viewers.sum().cast("int64"),
-        )
-        .mutate(bucket=ibis.literal(DEFAULT_BUCKET))
-    )
     everyone = engine.cache(
-        by_group.group_by("vno").aggregate(
-            score=by_group.score.sum().cast("int64"),
-            viewers=by_group.viewers.sum().cast("int64"),
+        _union(
+            [
+                b.group_by("vno").aggregate(
+                    score=b.score.sum().cast("int64"), viewers=b.viewers.sum().cast("int64")
+                )
+                for b in by_slice
+            ]
         ),
         "global_scores",
     )
@@ -431,7 +434,19 @@ def _segments(
         country=ibis.literal(""), lang=ibis.literal(""), bucket=ibis.literal(GLOBAL_SEGMENT)
     )
     cols = [*_SEGMENT_KEYS, "vno", "score", "viewers"]
-    scores = ibis.union(exact.select(cols), lang.select(cols), glob.select(cols))
+    candidates_by_slice = []
+    for b in by_slice:
+        exact = b.filter(b.exact.notnull()).select(
+            "country", "lang", "vno", "score", "viewers", bucket="exact"
+        )
+        lang = (
+            b.filter(b.big_lang)
+            .group_by(["country", "lang", "vno"])
+            .aggregate(score=b.score.sum().cast("int64"), viewers=b.viewers.sum().cast("int64"))
+            .mutate(bucket=ibis.literal(DEFAULT_BUCKET))
+        )
+        candidates_by_slice += [exact.select(cols), lang.select(cols)]
+    scores = ibis.union(*candidates_by_slice, glob.select(cols))
     named = videos.select("vno", "video_id", "vlang")
     scores = scores.filter(scores.viewers >= v).join(named, "vno")
     ranked = _rank(scores, opt, list(_SEGMENT_KEYS))
@@ -450,7 +465,8 @@ def _segments(
     small_ranked = _rank(small_scores, opt, list(_SEGMENT_KEYS))
     out = [*_SEGMENT_KEYS, "video_id", "rn"]
     shelves = _shelves(engine, ibis.union(ranked.select(out), small_ranked.select(out)))
-    engine.release(by_group)
+    for table in by_slice:
+        engine.release(table)
     engine.release(everyone)
 
     sizes = _sizes(engine, groups, k)
