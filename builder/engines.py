@@ -38,6 +38,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import duckdb
 import ibis
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from ibis.backends.sql.datatypes import DuckDBType
 
 from builder.errors import ConfigError, InputError
@@ -46,7 +49,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
     import ibis.expr.types as ir
-    import pyarrow as pa
 
 __all__ = [
     "DEFAULT_ENGINE",
@@ -69,6 +71,9 @@ DUCKDB_MEMORY_LIMIT: Final = "3GB"
 DUCKDB_PARTITION_ROWS: Final = 12_500_000
 """Events per part when DuckDB splits a large input by user (:meth:`Engine.partitioned`): a part's
 per-user aggregations then fit in memory instead of spilling one hundred-million-row hash table."""
+_PART: Final = "__part"
+_SPLIT_BATCH_ROWS: Final = 1_000_000
+"""Rows per batch read out of DuckDB while splitting an input into parts."""
 ROW: Final = "__row"
 """The row-identifier column every :meth:`Engine.read` adds."""
 
@@ -80,6 +85,17 @@ _DUCKDB_READ_ERRORS: Final = (
     duckdb.InvalidInputException,
     duckdb.ConversionException,
 )
+
+
+def _is_read_error(exc: Exception) -> bool:
+    """Whether ``exc`` is DuckDB failing to read a file rather than a bug in our query.
+
+    Besides the typed read errors, the untyped base ``duckdb.Error`` itself: what DuckDB raises
+    for an error of a third-party reader it embeds, such as Thrift's "Payload value bigger than
+    allowed. Corrupted file?" on a Parquet file whose page headers are damaged. Errors of our
+    own SQL (binder, catalog, parser) always have a subclass.
+    """
+    return isinstance(exc, _DUCKDB_READ_ERRORS) or type(exc) is duckdb.Error
 
 
 @dataclass(frozen=True)
@@ -288,12 +304,14 @@ class DuckDBEngine(Engine):
         try:
             self.con.execute(f"CREATE TEMP VIEW {name} AS {_duckdb_relation(Path(source))}")
             table = self._table(name)
-        except _DUCKDB_READ_ERRORS as exc:
+        except duckdb.Error as exc:
+            if not _is_read_error(exc):
+                raise
             raise _duckdb_input_error(exc, source) from exc
         return RawInput(table=table, source=source)
 
     def read_error(self, exc: Exception, source: str) -> InputError | None:
-        if isinstance(exc, _DUCKDB_READ_ERRORS):
+        if _is_read_error(exc):
             return _duckdb_input_error(exc, source)
         return None
 
@@ -322,31 +340,30 @@ class DuckDBEngine(Engine):
     def partitioned(self, expr: ir.Table, by: str, parts: int, prefix: str = "t") -> list[ir.Table]:
         if parts <= 1:
             return [self.cache(expr, prefix)]
-        # One pass writes every part (hive-partitioned Parquet in the spill directory); a part
-        # is then read back on its own. Temporary tables of all the rows would spill anyway,
-        # and reading one part back out of them would scan them all.
+        # One pass splits every row into its part's Parquet file in the spill directory; a part
+        # is then read back on its own. Temporary tables of all the rows would spill anyway, and
+        # reading one part back out of them would scan them all. The rows are written by Arrow's
+        # Parquet writer, without dictionaries or statistics nothing reads: DuckDB's partitioned
+        # COPY costs about twice as much as the query it writes here.
         name = self.fresh_name(prefix)
         where = self._spill / name
+        where.mkdir()
         schema = expr.schema()
-        self.con.execute("SET preserve_insertion_order = false")  # rows are split, not ordered
-        try:
-            self.con.execute(
-                f"COPY (SELECT *, hash({_ident(by)}) % {int(parts)} AS __part "
-                f"FROM ({self.compile(expr)})) TO {quote_sql(str(where))} "
-                "(FORMAT parquet, PARTITION_BY (__part), COMPRESSION lz4_raw)"
-            )
-        finally:
-            self.con.execute("SET preserve_insertion_order = true")
+        files = self._split(
+            f"SELECT *, CAST(hash({_ident(by)}) % {int(parts)} AS INTEGER) AS {_PART} "
+            f"FROM ({self.compile(expr)})",
+            where,
+            parts,
+        )
         cols = ", ".join(
             f"CAST({_ident(col)} AS {DuckDBType.to_string(dtype)}) AS {_ident(col)}"
             for col, dtype in schema.items()
         )
         tables = []
-        for part in range(parts):
-            files = where / f"__part={part}"
+        for part, file in enumerate(files):
             view = f"{name}_{part}"
-            if files.is_dir():
-                src = f"read_parquet({quote_sql(str(files / '*.parquet'))})"
+            if file is not None:
+                src = f"read_parquet({quote_sql(str(file))})"
                 self.con.execute(f"CREATE TEMP VIEW {view} AS SELECT {cols} FROM {src}")
             else:  # no row hashed to this part
                 empty = ", ".join(
@@ -356,6 +373,32 @@ class DuckDBEngine(Engine):
                 self.con.execute(f"CREATE TEMP VIEW {view} AS SELECT {empty} WHERE false")
             tables.append(ibis.table(schema, name=view))
         return tables
+
+    def _split(self, sql: str, where: Path, parts: int) -> list[Path | None]:
+        """Write the rows of ``sql`` to one Parquet file per value of its :data:`_PART`."""
+        self.con.execute("SET preserve_insertion_order = false")  # rows are split, not ordered
+        writers: dict[int, pq.ParquetWriter] = {}
+        try:
+            with self.con.sql(sql).to_arrow_reader(_SPLIT_BATCH_ROWS) as reader:
+                schema = reader.schema.remove(reader.schema.get_field_index(_PART))
+                for batch in reader:
+                    for value, rows in _by_part(batch):
+                        if value not in writers:
+                            writers[value] = pq.ParquetWriter(
+                                where / f"part-{value}.parquet",
+                                schema,
+                                compression="lz4",
+                                use_dictionary=False,
+                                write_statistics=False,
+                            )
+                        writers[value].write_batch(rows)
+        finally:
+            for writer in writers.values():
+                writer.close()
+            self.con.execute("SET preserve_insertion_order = true")
+            # Arrow's allocator would keep the batches' memory for itself; DuckDB needs it next.
+            pa.default_memory_pool().release_unused()
+        return [where / f"part-{v}.parquet" if v in writers else None for v in range(parts)]
 
     def release(self, table: ir.Table) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {table.op().name}")
@@ -376,6 +419,19 @@ class DuckDBEngine(Engine):
     def close(self) -> None:
         self.con.close()
         self._cleanup()
+
+
+def _by_part(batch: pa.RecordBatch) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """The rows of ``batch`` grouped by their :data:`_PART` (dropped): one slice per value."""
+    part = batch.column(_PART)
+    ordered = batch.take(pc.sort_indices(part)).drop_columns([_PART])
+    counts = pc.value_counts(part)
+    values = counts.field("values").to_pylist()
+    sizes = dict(zip(values, counts.field("counts").to_pylist(), strict=True))
+    offset = 0
+    for value in sorted(values):
+        yield value, ordered.slice(offset, sizes[value])
+        offset += sizes[value]
 
 
 def _ident(name: str) -> str:

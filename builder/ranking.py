@@ -297,7 +297,9 @@ def _per_user(
         latest=uv.latest.max(),
     )
     users = uc.group_by("uid").aggregate(
-        top=uc.category.argmax(ibis.struct({"w": uc.w, "category": uc.category})),
+        # The largest (weight, name) pair, by value: the same as an argmax, without the
+        # ordered aggregate DuckDB compiles an argmax to.
+        top=ibis.struct({"w": uc.w, "category": uc.category}).max().category,
         evidence=uc.w.sum().cast("int64"),
         n_events=uc.n.sum().cast("int64"),
         last_seen=uc.last.max(),

@@ -105,3 +105,27 @@ def test_a_bad_row_in_a_split_input_is_refused_with_the_same_message(tmp_path: P
     assert (whole.row, whole.column) == (8, "watch_seconds")
     assert str(split) == str(whole)
     assert "(and 1 more bad rows)" in str(split)
+
+
+def test_a_corrupt_file_is_refused_when_split_as_when_whole(
+    small_sample: SampleFiles, tmp_path: Path
+) -> None:
+    """Damaged data pages (an intact footer) are refused, naming the file, on the split path too."""
+    data = bytearray(small_sample.events.read_bytes())
+    for start in range(len(data) // 10, len(data) * 8 // 10, 4_096):  # every column's pages
+        data[start : start + 64] = bytes((b * 7 + 13) % 256 for b in data[start : start + 64])
+    bad = tmp_path / "events.parquet"
+    bad.write_bytes(bytes(data))
+    messages = []
+    for engine, parts in ((DuckDBEngine(), 1), (DuckDBEngine(partition_rows=1_500), 2)):
+        try:
+            # The footer is intact: the row count (hence the split) is still known.
+            assert engine.partition_count(engine.read(str(bad))) >= parts
+            with pytest.raises(InputError) as info:
+                load_inputs(engine, events=bad, catalog=small_sample.catalog, now=NOW)
+        finally:
+            engine.close()
+        assert info.value.file == str(bad)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    assert "cannot read" in messages[0]
