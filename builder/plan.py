@@ -21,6 +21,7 @@ batch earlier.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import shutil
 import tempfile
 import weakref
@@ -69,6 +70,7 @@ __all__ = [
     "computed_items",
     "scope",
     "value_hash",
+    "value_hashes",
 ]
 
 REFRESH_FRACTION: Final = 0.5
@@ -89,6 +91,12 @@ class Item:
 def value_hash(value: str, ttl: int) -> bytes:
     """What the state remembers of a value: a change of TTL is a change too."""
     return hashlib.blake2b(f"{ttl}\n{value}".encode(), digest_size=16).digest()
+
+
+def value_hashes(values: list[str], ttl: int) -> list[bytes]:
+    """:func:`value_hash` of each value, all with the same ``ttl``."""
+    prefix, blake2b = f"{ttl}\n", hashlib.blake2b
+    return [blake2b((prefix + value).encode(), digest_size=16).digest() for value in values]
 
 
 def check_payload(
@@ -356,6 +364,22 @@ class _Writer:
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
+    def put_all(self, phase: str, batch: ItemBatch, digests: list[bytes]) -> None:
+        """:meth:`put_row` every key of ``batch``, in order."""
+        keys, values, ttls, hashes, phases = self.puts
+        n, start = len(batch.keys), 0
+        while start < n:
+            take = min(n - start, self.CHUNK - len(keys))
+            end = start + take
+            keys.extend(batch.keys[start:end])
+            values.extend(batch.values[start:end])
+            ttls.extend([batch.ttl] * take)
+            hashes.extend(digests[start:end])
+            phases.extend([phase] * take)
+            start = end
+            if len(keys) >= self.CHUNK:
+                self.flush()
+
     def delete(self, key: str) -> None:
         self.deletes.append((key,))
         if len(self.deletes) >= 10_000:
@@ -433,6 +457,11 @@ def _plan_batch(
     computed are deleted. Returns the last key, the next state row and the keys seen so far.
     """
     ttl, phase = batch.ttl, batch.phase
+    if batch.keys and (current is None or current[0] > batch.keys[-1]):
+        # No state row before this batch's last key: every key is new and nothing is deleted
+        # (a first run, or keys past the state's): the same outcome, made in bulk.
+        last, n = _plan_new(batch, counts, batcher, out, previous, n, progress)
+        return last, current, n
     refresh_before = ttl * refresh_fraction
     written = {"new": 0, "changed": 0, "refresh": 0, "unconfirmed": 0}
     skipped = write_bytes = 0
@@ -465,6 +494,37 @@ def _plan_batch(
     for reason_name, count in written.items():
         getattr(counts, reason_name)[phase] += count
     return previous, current, n
+
+
+def _plan_new(
+    batch: ItemBatch,
+    counts: PlanCounts,
+    batcher: BatchCounter,
+    out: _Writer,
+    previous: str,
+    n: int,
+    progress: Callable[[int], None] | None,
+) -> tuple[str, int]:
+    """:func:`_plan_batch` for a batch with no state row up to its last key: all keys new.
+
+    Returns the last key and the keys seen so far.
+    """
+    keys, phase = batch.keys, batch.phase
+    if keys[0] <= previous or any(a >= b for a, b in itertools.pairwise(keys)):
+        before = [previous, *keys]
+        at = next(i for i in range(len(keys)) if before[i] >= before[i + 1])
+        raise AssertionError(f"computed keys out of order: {before[at]!r}, {before[at + 1]!r}")
+    size = BatchCounter.pair_size
+    batcher.add_all([size(len(key), value) for key, value in zip(keys, batch.sizes, strict=True)])
+    out.put_all(phase, batch, value_hashes(batch.values, batch.ttl))
+    counts.computed[phase] += len(keys)
+    counts.new[phase] += len(keys)
+    counts.write_bytes += sum(batch.sizes)
+    if progress is not None:
+        done = (n + len(keys)) // 10_000 - n // 10_000
+        for _ in range(done):
+            progress(10_000)
+    return keys[-1], n + len(keys)
 
 
 def build_plan(

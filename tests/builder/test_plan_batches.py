@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from builder.batching import BatchCounter
 from builder.engines import DuckDBEngine
 from builder.errors import PayloadError
-from builder.plan import ItemBatch, build_plan, computed_batches, computed_items, value_hash
+from builder.plan import (
+    ItemBatch,
+    _Writer,
+    build_plan,
+    computed_batches,
+    computed_items,
+    value_hash,
+)
 from builder.ranking import RankingOptions, compute
 from builder.sources import load_inputs
 from builder.state import State
+from edgeshelf.schema import USER_TTL
 from tests.builder.conftest import NOW
 
 if TYPE_CHECKING:
@@ -71,3 +83,76 @@ def test_an_oversized_profile_in_a_batch_is_refused_as_one_item_at_a_time() -> N
         errors.append(str(info.value))
     assert errors[0] == errors[1]
     assert "u:b" in errors[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=60),
+    cuts=st.lists(st.integers(min_value=1, max_value=60), max_size=5),
+    max_pairs=st.integers(min_value=1, max_value=7),
+    max_bytes=st.integers(min_value=400, max_value=2_000),
+    chunk=st.integers(min_value=1, max_value=9),
+)
+def test_a_first_runs_plan_made_in_bulk_is_the_plan_of_each_key_on_its_own(
+    sizes: list[int], cuts: list[int], max_pairs: int, max_bytes: int, chunk: int
+) -> None:
+    """Against an empty state, batches planned in bulk give exactly what each key gives alone."""
+    # The reference is worked out key by key here: every key new, its hash, its size, and the
+    # requests BatchCounter.add counts one pair at a time (small caps, so the byte and pair
+    # limits both cut batches; a small file chunk, so writes cross its flushes).
+    keys = [f"u:{i:06d}" for i in range(len(sizes))]
+    values = ["v" * size for size in sizes]
+    bounds = sorted({0, len(keys), *(c for c in cuts if c < len(keys))})
+    batches = [
+        ItemBatch(keys[a:b], values[a:b], sizes[a:b], USER_TTL, "profiles")
+        for a, b in itertools.pairwise(bounds)
+    ]
+    counter = BatchCounter(max_pairs=max_pairs, max_bytes=max_bytes)
+    for key, size in zip(keys, sizes, strict=True):
+        counter.add(BatchCounter.pair_size(len(key), size))
+    with (
+        pytest.MonkeyPatch.context() as mp,
+        State(Path(":memory:")) as state,
+    ):
+        mp.setattr(_Writer, "CHUNK", chunk)
+        plan = build_plan(
+            state, batches, schema=SCHEMA, now=NOW, max_pairs=max_pairs, max_bytes=max_bytes
+        )
+        writes = list(plan.writes())
+    assert writes == [
+        (key, value, USER_TTL, value_hash(value, USER_TTL), "profiles")
+        for key, value in zip(keys, values, strict=True)
+    ]
+    assert plan.counts.new["profiles"] == plan.counts.computed["profiles"] == len(keys)
+    assert plan.counts.write_bytes == sum(sizes)
+    assert plan.counts.write_requests == counter.batches
+
+
+@pytest.mark.parametrize(
+    "batches",
+    [
+        [["u:1", "u:3", "u:2"]],  # within a batch
+        [["u:1", "u:3"], ["u:2", "u:4"]],  # across batches
+        [["u:1", "u:1"]],  # a key twice
+    ],
+)
+def test_keys_out_of_order_are_refused_in_bulk_too(batches: list[list[str]]) -> None:
+    """A first run's bulk path refuses keys out of order, naming the two keys, like the diff."""
+    items = [
+        ItemBatch(keys, ["{}"] * len(keys), [2] * len(keys), 60, "profiles") for keys in batches
+    ]
+    with State(Path(":memory:")) as state, pytest.raises(AssertionError, match="out of order"):
+        build_plan(state, items, schema=SCHEMA, now=NOW)
+
+
+@given(sizes=st.lists(st.integers(min_value=0, max_value=500), max_size=80))
+def test_counting_pairs_in_bulk_counts_what_one_at_a_time_counts(sizes: list[int]) -> None:
+    """``BatchCounter.add_all`` leaves the counter exactly as ``add`` on each size would."""
+    one, bulk = BatchCounter(max_pairs=4, max_bytes=900), BatchCounter(max_pairs=4, max_bytes=900)
+    for size in sizes[:3]:  # a counter part-way through a batch
+        one.add(size)
+        bulk.add(size)
+    for size in sizes[3:]:
+        one.add(size)
+    bulk.add_all(sizes[3:])
+    assert vars(bulk) == vars(one)
