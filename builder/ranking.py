@@ -88,6 +88,9 @@ ProfileRow = tuple[str, str, str, str, list[str], int]
 """``(user_id, country, lang, affinity_bucket, recent_categories, last_seen)``."""
 
 _SEGMENT_KEYS: Final = ("country", "lang", "bucket")
+_GLOBAL_NO: Final = -1
+"""The bucket number of the ``global`` shelf's rows (categories are numbered from 0)."""
+_PROFILE_COLUMNS: Final = ("user_id", "country", "lang", "bucket", "recent", "last_seen", "uid")
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,8 @@ class Build:
         ``uid`` (the ID in the form it sorts and joins by) and ``value``, the profile's payload
         (:mod:`builder.payloads`).
         """
-        return self.engine.batches(self.profile_table.order_by("uid"), chunk)
+        table = self.profile_table.select(*_PROFILE_COLUMNS, "value")
+        return self.engine.batches(table.order_by("uid"), chunk)
 
     def profiles(self, chunk: int = 50_000) -> Iterator[ProfileRow]:
         """Profiles in ``user_id`` order, row by row, fetched chunk by chunk."""
@@ -183,28 +187,36 @@ def compute(
         {"category": (cat.category, normalize_bucket), "lang": (cat.lang, normalize_lang)},
     )
     cat_map, vlang_map = maps["category"], maps["lang"]
-    videos = cat.join(cat_map, cat.category == cat_map.raw).select(
-        "video_id", "lang", "published_at", category=cat_map.norm
+    # Categories are numbered in name order (the default bucket among them): the per-user
+    # stages group, compare and collect numbers, which is cheaper than text and orders the same;
+    # names come back only in the profiles and the shelves.
+    found = {str(row["norm"]) for row in engine.rows(cat_map.select("norm").distinct())}
+    names = sorted(found | {DEFAULT_BUCKET})
+    numbers = engine.small_table(
+        "edgeshelf_video_category_no",
+        pa.table({"name": names, "cno": pa.array(range(len(names)), pa.int32())}),
     )
-    # ``vno``, the video's rank by ID, stands for the video from the events' aggregation to the
-    # shelves: grouping and joining by a number is cheaper than by text, and orders the same.
+    cat_map = cat_map.join(numbers, cat_map.norm == numbers.name).select("raw", "cno")
+    videos = cat.join(cat_map, cat.category == cat_map.raw).select(
+        "video_id", "vno", "lang", "published_at", "cno"
+    )
+    # ``vno``, the video's number (builder.sources), stands for the video from the events to
+    # the shelves.
     videos = engine.cache(
         videos.join(vlang_map, videos.lang == vlang_map.raw).select(
-            "video_id",
-            "category",
-            "published_at",
-            vlang=vlang_map.norm,
-            vno=ibis.row_number().over(order_by="video_id"),
+            "video_id", "vno", "cno", "published_at", vlang=vlang_map.norm
         ),
         "videos",
     )
+    default_no = names.index(DEFAULT_BUCKET)
+    label = ibis.literal(names, type="array<string>")
 
     # Everything up to the segment scores is per user: it runs part by part when the engine
     # split the events by user (DuckDB on a large input), and on all events at once otherwise.
     # A user's rows are all in one part, so the parts' users are disjoint and their segment
     # scores (sums of weights, counts of viewers) add up.
     parts = inputs.event_parts or (events,)
-    per_user = [_per_user(engine, part, videos, as_of, opt) for part in parts]
+    per_user = [_per_user(engine, part, videos, as_of, opt, default_no) for part in parts]
     if len(parts) == 1:
         engine.release(parts[0])  # the one cached table of all events
     users = _union([u for u, _ in per_user])
@@ -226,10 +238,11 @@ def compute(
         user_id=p.uid.cast("string"),
         country="country",
         lang="lang",
-        bucket="bucket",
-        recent="recent",
+        bucket=label[p.bucket],
+        recent=p.recent.map(lambda c: label[c]),
         last_seen=p.last_seen.cast("int64"),
         uid="uid",
+        bno=p.bucket,
     )
     profiles = engine.cache(
         profiles.mutate(
@@ -249,8 +262,8 @@ def compute(
         scores, country=country_map.norm
     )
     s = s.join(lang_map, s.raw_lang == lang_map.raw).select(s, lang=lang_map.norm)
-    scores = s.select("country", "lang", "bucket", "vno", "score", "viewers")
-    return _segments(engine, as_of, opt, videos, scores, [f for _, f in per_user], profiles)
+    scores = s.select("country", "lang", "vno", "score", "viewers", bno="bucket")
+    return _segments(engine, as_of, opt, videos, scores, [f for _, f in per_user], profiles, names)
 
 
 def _union(tables: list[ir.Table]) -> ir.Table:
@@ -258,31 +271,33 @@ def _union(tables: list[ir.Table]) -> ir.Table:
 
 
 def _per_user(
-    engine: Engine, events: ir.Table, videos: ir.Table, as_of: int, opt: RankingOptions
+    engine: Engine,
+    events: ir.Table,
+    videos: ir.Table,
+    as_of: int,
+    opt: RankingOptions,
+    default_no: int,
 ) -> tuple[ir.Table, ir.Table]:
     """Per user of ``events``: the profile's fields, and the segment scores of its watches.
 
     Returns ``users`` (``uid``, the raw ``country`` and ``lang`` of the most recent event,
-    ``bucket``, ``recent``, ``last_seen``) and ``scores``: per (raw country, raw language,
-    bucket, video) the summed weight and the number of users who watched it.
+    ``bucket``, ``recent``, ``last_seen``; the bucket and the recent categories as category
+    numbers) and ``scores``: per (raw country, raw language, bucket, video) the summed weight
+    and the number of users who watched it.
     """
     clamped = ibis.least(events.ts, as_of)
     decay = ibis.literal(0.5).pow((as_of - clamped) / float(opt.half_life))
     weight = ibis.least(events.watch_seconds, float(opt.watch_cap)) * decay
-    # A UUID is 16 bytes where its text is 36: grouping and joining by user is much cheaper
-    # (on engines without a UUID type this is text, and the order is the text order either way).
-    uid = events.user_id.cast("uuid")
-    ev = events.mutate(
-        uid=uid,
-        w=(weight * WEIGHT_SCALE + 0.5).floor().cast("int64"),
-        clamped=clamped,
-    )
-    e = ev.join(videos.select("video_id", "vno", "category"), "video_id")
+    # The user is a UUID (builder.sources): 16 bytes where its text is 36, so grouping and
+    # joining by user is much cheaper (on engines without a UUID type this is text, and the
+    # order is the text order either way).
+    ev = events.mutate(w=(weight * WEIGHT_SCALE + 0.5).floor().cast("int64"), clamped=clamped)
+    e = ev.join(videos.select("vno", "cno"), "vno")
     # One pass over the events: everything later is per (user, video) or coarser. A video has
     # one category, so grouping by the video alone gives the same rows for less work.
     uv = engine.cache(
         e.group_by(["uid", "vno"]).aggregate(
-            category=e.category.arbitrary(),
+            cno=e.cno.arbitrary(),
             w=e.w.sum().cast("int64"),
             n=e.count().cast("int64"),
             last=e.clamped.max(),
@@ -290,7 +305,7 @@ def _per_user(
         ),
         "user_video",
     )
-    uc = uv.group_by(["uid", "category"]).aggregate(
+    uc = uv.group_by(["uid", "cno"]).aggregate(
         w=uv.w.sum().cast("int64"),
         n=uv.n.sum().cast("int64"),
         last=uv.last.max(),
@@ -299,15 +314,15 @@ def _per_user(
     users = uc.group_by("uid").aggregate(
         # The largest (weight, name) pair, by value: the same as an argmax, without the
         # ordered aggregate DuckDB compiles an argmax to.
-        top=ibis.struct({"w": uc.w, "category": uc.category}).max().category,
+        top=ibis.struct({"w": uc.w, "cno": uc.cno}).max().cno,
         evidence=uc.w.sum().cast("int64"),
         n_events=uc.n.sum().cast("int64"),
         last_seen=uc.last.max(),
         latest=uc.latest.max(),
-        recent=ibis.struct({"age": -uc.last, "category": uc.category}).collect(),
+        recent=ibis.struct({"age": -uc.last, "cno": uc.cno}).collect(),
     )
     users = engine.cache(
-        users.mutate(recent=users.recent.sort().map(lambda s: s.category)[:MAX_CATEGORIES]),
+        users.mutate(recent=users.recent.sort().map(lambda s: s.cno)[:MAX_CATEGORIES]),
         "users",
     )
     # Country and language of each user's most recent event (ties: the greater value).
@@ -329,7 +344,7 @@ def _per_user(
             "uid",
             "raw_country",
             "raw_lang",
-            bucket=ibis.ifelse(enough, u.top, DEFAULT_BUCKET),
+            bucket=ibis.ifelse(enough, u.top, default_no),
             recent="recent",
             last_seen="last_seen",
         ),
@@ -360,14 +375,15 @@ def _rank(scores: ir.Table, opt: RankingOptions, keys: list[str]) -> ir.Table:
     return ranked.filter(ranked.rn < int(opt.top_n))
 
 
-def _shelves(engine: Engine, ranked: ir.Table) -> dict[str, list[str]]:
+def _shelves(engine: Engine, ranked: ir.Table, names: list[str]) -> dict[str, list[str]]:
+    """Each segment's videos in rank order, from rows whose ``bucket`` is a category number."""
     shelves: dict[str, list[str]] = {}
     for row in engine.rows(ranked.order_by([*_SEGMENT_KEYS, "rn"])):
-        if row["bucket"] == GLOBAL_SEGMENT:
+        if row["bucket"] == _GLOBAL_NO:
             seg = GLOBAL_SEGMENT
         else:
             # Segment IDs pass through the schema module, like every other key part.
-            seg = segment_id(row["country"], row["lang"], row["bucket"])
+            seg = segment_id(row["country"], row["lang"], names[row["bucket"]])
         shelves.setdefault(seg, []).append(row["video_id"])
     return shelves
 
@@ -380,9 +396,12 @@ def _segments(
     scores: ir.Table,
     score_parts: list[ir.Table],
     profiles: ir.Table,
+    names: list[str],
 ) -> Build:
     k, n, v = int(opt.min_segment_size), int(opt.top_n), int(opt.min_video_users)
-    groups = profiles.group_by(["country", "lang", "bucket"]).aggregate(
+    default_no = names.index(DEFAULT_BUCKET)
+    # (The bucket's number and name go together: grouping by both is grouping by either.)
+    groups = profiles.group_by(["country", "lang", "bucket", "bno"]).aggregate(
         members=profiles.count().cast("int64")
     )
     groups = engine.cache(
@@ -393,14 +412,14 @@ def _segments(
     )
     # Which exact segment (if any) and which language group each user's watches count towards.
     exact_bucket = ibis.ifelse(
-        (groups.bucket != DEFAULT_BUCKET) & (groups.members >= k),
-        groups.bucket,
-        ibis.null("string"),
+        (groups.bno != default_no) & (groups.members >= k),
+        groups.bno,
+        ibis.null("int32"),
     )
     seg = groups.select(
-        "country", "lang", "bucket", exact=exact_bucket, big_lang=groups.lang_members >= k
+        "country", "lang", "bno", exact=exact_bucket, big_lang=groups.lang_members >= k
     )
-    joined = scores.join(seg, ["country", "lang", "bucket"])
+    joined = scores.join(seg, ["country", "lang", "bno"])
     # Users are in one (country, lang, bucket) group each, so viewers add up like scores. When
     # the users came in parts, their scores are added up a slice of the videos at a time (about
     # two parts' worth of rows each), so that no aggregation outgrows the engine's memory; every
@@ -432,8 +451,9 @@ def _segments(
         ),
         "global_scores",
     )
+    # Buckets stay numbers up to the shelves; ``global`` is the number no category has.
     glob = everyone.mutate(
-        country=ibis.literal(""), lang=ibis.literal(""), bucket=ibis.literal(GLOBAL_SEGMENT)
+        country=ibis.literal(""), lang=ibis.literal(""), bucket=ibis.literal(_GLOBAL_NO, "int32")
     )
     cols = [*_SEGMENT_KEYS, "vno", "score", "viewers"]
     candidates_by_slice = []
@@ -445,7 +465,7 @@ def _segments(
             b.filter(b.big_lang)
             .group_by(["country", "lang", "vno"])
             .aggregate(score=b.score.sum().cast("int64"), viewers=b.viewers.sum().cast("int64"))
-            .mutate(bucket=ibis.literal(DEFAULT_BUCKET))
+            .mutate(bucket=ibis.literal(default_no, "int32"))
         )
         candidates_by_slice += [exact.select(cols), lang.select(cols)]
     scores = ibis.union(*candidates_by_slice, glob.select(cols))
@@ -463,10 +483,10 @@ def _segments(
     )
     candidates = g.filter((g.r_all < n) | (g.r_lang < n)).select("video_id", "score", "vlang")
     small = groups.filter(groups.lang_members < k).select("country", "lang").distinct()
-    small_scores = small.cross_join(candidates).mutate(bucket=ibis.literal(DEFAULT_BUCKET))
+    small_scores = small.cross_join(candidates).mutate(bucket=ibis.literal(default_no, "int32"))
     small_ranked = _rank(small_scores, opt, list(_SEGMENT_KEYS))
     out = [*_SEGMENT_KEYS, "video_id", "rn"]
-    shelves = _shelves(engine, ibis.union(ranked.select(out), small_ranked.select(out)))
+    shelves = _shelves(engine, ibis.union(ranked.select(out), small_ranked.select(out)), names)
     for table in by_slice:
         engine.release(table)
     engine.release(everyone)

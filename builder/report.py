@@ -42,7 +42,7 @@ from builder.errors import ConfigError
 from builder.ranking import WATCH_CAP, RankingOptions
 from builder.reporting import Silent
 from builder.shelves import SegmentShelves, Shelf, audience_from_event, shown_shelf
-from builder.sources import load_inputs
+from builder.sources import load_inputs, named_events
 from builder.stats import (
     Comparison,
     Estimate,
@@ -348,7 +348,7 @@ def compute_report(settings: ReportSettings, exposures: ExposureCounts | None = 
         # The same input rules as run and plan; the validated events become one local table.
         inputs = load_inputs(engine, events=settings.events, catalog=settings.catalog, now=now)
         stats = inputs.stats
-        con.execute(f"CREATE TEMP TABLE events AS {engine.compile(inputs.events)}")
+        con.execute(f"CREATE TEMP TABLE events AS {engine.compile(named_events(inputs))}")
         with tempfile.TemporaryDirectory(prefix="edgeshelf-report-") as tmp:
             segments, profiles, window_users = _pre_window_build(con, settings, since, Path(tmp))
         shelves = _shelves(segments, settings)

@@ -28,6 +28,7 @@ import ibis
 import pyarrow as pa
 from ibis.backends.pyspark import Backend as _IbisPySpark
 from ibis.backends.pyspark.datatypes import PySparkType
+from ibis.backends.sql.datatypes import PySparkType as SparkSQLType
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
@@ -224,12 +225,12 @@ class SparkEngine(Engine):
             frame.unpersist()
 
     def small_table(self, name: str, data: pa.Table) -> ir.Table:
-        frame = self.session.createDataFrame(
-            data.to_pylist(), schema=", ".join(f"`{c}` string" for c in data.column_names)
-        )
+        schema = ibis.Schema.from_pyarrow(data.schema)
+        ddl = ", ".join(f"`{c}` {SparkSQLType.to_string(t)}" for c, t in schema.items())
+        frame = self.session.createDataFrame(data.to_pylist(), schema=ddl)
         frame.createOrReplaceTempView(name)
         self._views.append(name)
-        return ibis.table(ibis.schema(dict.fromkeys(data.column_names, "string")), name=name)
+        return ibis.table(schema, name=name)
 
     def batches(self, expr: ir.Table, chunk: int) -> Iterator[pa.RecordBatch]:
         # Spark has no UUID type: what Ibis calls a uuid arrives as its text.

@@ -73,3 +73,15 @@ def test_cli_refuses_spark_master_without_spark() -> None:
     )
     assert result.exit_code == 2
     assert "needs --engine spark" in result.output
+
+
+def test_duckdb_does_not_pre_aggregate_rows_already_unique_by_their_keys() -> None:
+    """The builder's DuckDB starts with partial aggregate pushdown off (it doubled a stage)."""
+    engine = DuckDBEngine()
+    try:
+        [(disabled,)] = engine.con.execute(
+            "SELECT current_setting('disabled_optimizers')"
+        ).fetchall()
+    finally:
+        engine.close()
+    assert "partial_aggregate_pushdown" in str(disabled).split(",")

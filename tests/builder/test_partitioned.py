@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from builder.engines import DuckDBEngine
@@ -66,6 +68,30 @@ def test_the_sample_split_by_user_gives_the_same_keys_values_and_plan(
     assert split[0] > 3
     assert split[1:] == whole[1:]
     assert len(whole[3]) > 600
+
+
+def test_the_parts_keep_visitor_ids_as_16_byte_uuids_and_videos_as_numbers(
+    small_sample: SampleFiles,
+) -> None:
+    """Each part file stores the visitor ID as Parquet's UUID and the video as its number."""
+    engine = DuckDBEngine(partition_rows=1_500)
+    try:
+        load_inputs(engine, events=small_sample.events, catalog=small_sample.catalog, now=NOW)
+        files = sorted(engine._spill.glob("*/part-*.parquet"))
+        assert len(files) > 3
+        for file in files:
+            schema = pq.read_schema(file)
+            assert schema.field("uid").type.byte_width == 16
+            columns = pq.ParquetFile(file).schema
+            uid = next(
+                columns.column(i) for i in range(len(columns)) if columns.column(i).name == "uid"
+            )
+            assert str(uid.logical_type) == "UUID"
+            assert schema.field("vno").type == pa.int32()
+            assert "user_id" not in schema.names
+            assert "video_id" not in schema.names
+    finally:
+        engine.close()
 
 
 def test_repeated_rows_count_once_in_every_part(tmp_path: Path) -> None:

@@ -232,3 +232,35 @@ def test_no_events_still_produces_a_global_shelf(tmp_path: Path) -> None:
     build = compute(engine, inputs, as_of=AS_OF, options=RankingOptions(top_n=3))
     assert build.segments == {GLOBAL_SEGMENT: ["m1", "m2", "g1"]}
     assert build.users == 0
+
+
+def test_ties_between_categories_go_by_name_and_an_empty_category_is_the_default(
+    tmp_path: Path,
+) -> None:
+    """Equal weights pick the greater category name, and equal times list names in order."""
+    catalog = [
+        ["a1", "zz-top", "en", T0 - 100, ""],
+        ["b1", "Alpha", "en", T0 - 100, ""],
+        ["c1", "", "en", T0 - 100, ""],  # no category: the ``default`` bucket
+        ["d1", "misc", "en", T0 - 100, ""],
+    ]
+    events = [
+        # Same time, same watch time: the same weight for each of the three categories.
+        [UID, "a1", T0 - 10, "us", "en", 600],
+        [UID, "b1", T0 - 10, "us", "en", 600],
+        [UID, "c1", T0 - 10, "us", "en", 600],
+        # The default category alone, with enough evidence, is still the default bucket.
+        [UID2, "c1", T0 - 10, "us", "en", 600],
+        [UID2, "c1", T0 - 20, "us", "en", 600],
+        [UID2, "c1", T0 - 30, "us", "en", 600],
+        [UID2, "d1", T0 - 40, "us", "en", 60],
+    ]
+    build = _build(tmp_path, events, catalog, min_segment_size=1)
+    profiles = _profiles(build)
+    _, _, bucket, recent, _ = profiles[UID]
+    assert bucket == "zz_top"
+    assert recent == ["alpha", "default", "zz_top"]
+    _, _, bucket2, recent2, _ = profiles[UID2]
+    assert (bucket2, recent2) == ("default", ["default", "misc"])
+    assert "us-en-default" in build.segments
+    assert "us-en-zz_top" in build.segments

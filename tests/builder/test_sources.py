@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from builder.engines import DuckDBEngine, Engine
 from builder.errors import InputError
-from builder.sources import UID_PATTERN, VIDEO_ID_PATTERN, Inputs, load_inputs
+from builder.sources import (
+    EVENT_COLUMNS,
+    KEPT_EVENT_COLUMNS,
+    UID_PATTERN,
+    VIDEO_ID_PATTERN,
+    Inputs,
+    load_inputs,
+    named_events,
+)
 from edgeshelf.schema import valid_uid, valid_video_id
 from tests.builder.helpers import (
     CATALOG_HEADER,
@@ -270,3 +278,21 @@ def test_parquet_column_of_the_wrong_type_is_named(tmp_path: Path) -> None:
         _load(path, cat)
     assert info.value.column == "watch_seconds"
     assert "has type BOOLEAN; expected a number" in str(info.value)
+
+
+def test_named_events_give_back_the_input_ids(tmp_path: Path) -> None:
+    """The events are kept by UUID and video number; ``named_events`` gives their text back."""
+    ids = [(UID, "v1", T0 - 10), (UID2, "v3", T0 - 20), (UID, "v0", T0 - 30)]
+    rows: list[list[object]] = [[uid, vid, ts, "us", "en", 30] for uid, vid, ts in ids]
+    events = write_csv(tmp_path / "events.csv", EVENT_HEADER, rows)
+    cat = write_csv(tmp_path / "catalog.csv", CATALOG_HEADER, catalog_rows())
+    engine, inputs, _ = _load(events, cat)
+    try:
+        assert tuple(inputs.events.columns) == KEPT_EVENT_COLUMNS
+        assert inputs.events.schema()["uid"].is_uuid()
+        named = named_events(inputs)
+        assert tuple(named.columns) == EVENT_COLUMNS
+        got = sorted((r["user_id"], r["video_id"], r["ts"]) for r in engine.rows(named))
+    finally:
+        engine.close()
+    assert got == sorted((uid, vid, float(ts)) for uid, vid, ts in ids)
