@@ -216,33 +216,22 @@ def compute(
     # A user's rows are all in one part, so the parts' users are disjoint and their segment
     # scores (sums of weights, counts of viewers) add up.
     parts = inputs.event_parts or (events,)
-    per_user = [_per_user(engine, part, videos, as_of, opt, default_no) for part in parts]
+    per_user = [
+        _per_user(engine, part, videos, as_of, opt, default_no, i) for i, part in enumerate(parts)
+    ]
     if len(parts) == 1:
         engine.release(parts[0])  # the one cached table of all events
     users = _union([u for u, _ in per_user])
     scores = _union([f for _, f in per_user])
-    maps = _lookups(
-        engine,
-        "user",
-        {
-            "country": (users.raw_country, normalize_country),
-            "lang": (users.raw_lang, normalize_lang),
-        },
-    )
-    country_map, lang_map = maps["country"], maps["lang"]
-    p = users.join(country_map, users.raw_country == country_map.raw).select(
-        users, country=country_map.norm
-    )
-    p = p.join(lang_map, p.raw_lang == lang_map.raw).select(p, lang=lang_map.norm)
-    profiles = p.select(
-        user_id=p.uid.cast("string"),
+    profiles = users.select(
+        user_id=users.uid.cast("string"),
         country="country",
         lang="lang",
-        bucket=label[p.bucket],
-        recent=p.recent.map(lambda c: label[c]),
-        last_seen=p.last_seen.cast("int64"),
+        bucket=label[users.bucket],
+        recent=users.recent.map(lambda c: label[c]),
+        last_seen=users.last_seen.cast("int64"),
         uid="uid",
-        bno=p.bucket,
+        bno=users.bucket,
     )
     profiles = engine.cache(
         profiles.mutate(
@@ -258,11 +247,7 @@ def compute(
     )
     for u, _ in per_user:
         engine.release(u)
-    s = scores.join(country_map, scores.raw_country == country_map.raw).select(
-        scores, country=country_map.norm
-    )
-    s = s.join(lang_map, s.raw_lang == lang_map.raw).select(s, lang=lang_map.norm)
-    scores = s.select("country", "lang", "vno", "score", "viewers", bno="bucket")
+    scores = scores.select("country", "lang", "vno", "score", "viewers", bno="bucket")
     return _segments(engine, as_of, opt, videos, scores, [f for _, f in per_user], profiles, names)
 
 
@@ -277,12 +262,13 @@ def _per_user(
     as_of: int,
     opt: RankingOptions,
     default_no: int,
+    part: int,
 ) -> tuple[ir.Table, ir.Table]:
     """Per user of ``events``: the profile's fields, and the segment scores of its watches.
 
-    Returns ``users`` (``uid``, the raw ``country`` and ``lang`` of the most recent event,
+    Returns ``users`` (``uid``, the normalised ``country`` and ``lang`` of the most recent event,
     ``bucket``, ``recent``, ``last_seen``; the bucket and the recent categories as category
-    numbers) and ``scores``: per (raw country, raw language, bucket, video) the summed weight
+    numbers) and ``scores``: per (country, language, bucket, video) the summed weight
     and the number of users who watched it.
     """
     clamped = ibis.least(events.ts, as_of)
@@ -291,7 +277,7 @@ def _per_user(
     # The user is a UUID (builder.sources): 16 bytes where its text is 36, so grouping and
     # joining by user is much cheaper (on engines without a UUID type this is text, and the
     # order is the text order either way).
-    ev = events.mutate(w=(weight * WEIGHT_SCALE + 0.5).floor().cast("int64"), clamped=clamped)
+    ev = events.mutate(w=(weight * WEIGHT_SCALE + 0.5).floor().cast("int64"))
     e = ev.join(videos.select("vno", "cno"), "vno")
     # One pass over the events: everything later is per (user, video) or coarser. A video has
     # one category, so grouping by the video alone gives the same rows for less work.
@@ -300,7 +286,6 @@ def _per_user(
             cno=e.cno.arbitrary(),
             w=e.w.sum().cast("int64"),
             n=e.count().cast("int64"),
-            last=e.clamped.max(),
             latest=e.ts.max(),
         ),
         "user_video",
@@ -308,21 +293,38 @@ def _per_user(
     uc = uv.group_by(["uid", "cno"]).aggregate(
         w=uv.w.sum().cast("int64"),
         n=uv.n.sum().cast("int64"),
-        last=uv.last.max(),
         latest=uv.latest.max(),
     )
-    users = uc.group_by("uid").aggregate(
+    # A watch's time as of the build (a later one counts as then): the latest of those is the
+    # build time if the latest watch is later, so it is taken from ``latest``, not kept apart.
+    # Each of a user's categories is ranked newest first (ties: by name, which is the number's
+    # order); the first MAX_CATEGORIES are picked out by rank, one plain aggregate each, which
+    # is cheaper than collecting and sorting a list per user.
+    ranked = uc.mutate(
+        rank=ibis.row_number().over(
+            group_by="uid", order_by=[ibis.least(uc.latest, as_of).desc(), uc.cno]
+        )
+    )
+    users = ranked.group_by("uid").aggregate(
         # The largest (weight, name) pair, by value: the same as an argmax, without the
         # ordered aggregate DuckDB compiles an argmax to.
-        top=ibis.struct({"w": uc.w, "cno": uc.cno}).max().cno,
-        evidence=uc.w.sum().cast("int64"),
-        n_events=uc.n.sum().cast("int64"),
-        last_seen=uc.last.max(),
-        latest=uc.latest.max(),
-        recent=ibis.struct({"age": -uc.last, "cno": uc.cno}).collect(),
+        top=ibis.struct({"w": ranked.w, "cno": ranked.cno}).max().cno,
+        evidence=ranked.w.sum().cast("int64"),
+        n_events=ranked.n.sum().cast("int64"),
+        latest=ranked.latest.max(),
+        **{f"recent_{i}": ranked.cno.max(where=ranked["rank"] == i) for i in range(MAX_CATEGORIES)},
     )
+    recent = ibis.array([users[f"recent_{i}"] for i in range(MAX_CATEGORIES)])
     users = engine.cache(
-        users.mutate(recent=users.recent.sort().map(lambda s: s.cno)[:MAX_CATEGORIES]),
+        users.select(
+            "uid",
+            "top",
+            "evidence",
+            "n_events",
+            "latest",
+            last_seen=ibis.least(users.latest, as_of),
+            recent=recent.filter(lambda c: c.notnull()),
+        ),
         "users",
     )
     # Country and language of each user's most recent event (ties: the greater value).
@@ -335,15 +337,29 @@ def _per_user(
         ),
         "user_place",
     )
+    # Normalised here, part by part: the few distinct values go through the schema module's
+    # normalisers (the function of a value is the same in every part), so the segment scores
+    # are added up across the parts by normalised country and language, with no join per row.
+    maps = _lookups(
+        engine,
+        f"user{part}",
+        {
+            "country": (where.raw_country, normalize_country),
+            "lang": (where.raw_lang, normalize_lang),
+        },
+    )
+    country_map, lang_map = maps["country"], maps["lang"]
     u = users.join(where, "uid")
+    u = u.join(country_map, u.raw_country == country_map.raw).select(u, country=country_map.norm)
+    u = u.join(lang_map, u.raw_lang == lang_map.raw).select(u, lang=lang_map.norm)
     enough = (u.n_events >= int(opt.min_events)) & (
         u.evidence >= float(opt.min_evidence) * WEIGHT_SCALE
     )
     u = engine.cache(
         u.select(
             "uid",
-            "raw_country",
-            "raw_lang",
+            "country",
+            "lang",
             bucket=ibis.ifelse(enough, u.top, default_no),
             recent="recent",
             last_seen="last_seen",
@@ -353,9 +369,9 @@ def _per_user(
     engine.release(users)
     engine.release(where)
     # One row per (user, video) in uv, so counting rows counts distinct viewers.
-    joined = uv.join(u.select("uid", "raw_country", "raw_lang", "bucket"), "uid")
+    joined = uv.join(u.select("uid", "country", "lang", "bucket"), "uid")
     scores = engine.cache(
-        joined.group_by(["raw_country", "raw_lang", "bucket", "vno"]).aggregate(
+        joined.group_by(["country", "lang", "bucket", "vno"]).aggregate(
             score=joined.w.sum().cast("int64"), viewers=joined.count().cast("int64")
         ),
         "user_scores",
@@ -404,9 +420,12 @@ def _segments(
     groups = profiles.group_by(["country", "lang", "bucket", "bno"]).aggregate(
         members=profiles.count().cast("int64")
     )
+    # ``lno`` numbers the (country, language) pairs: the segment scores are added up by
+    # numbers, and the pair's names joined back only to the candidates.
     groups = engine.cache(
         groups.mutate(
-            lang_members=groups.members.sum().over(group_by=["country", "lang"]).cast("int64")
+            lang_members=groups.members.sum().over(group_by=["country", "lang"]).cast("int64"),
+            lno=ibis.dense_rank().over(order_by=["country", "lang"]).cast("int32"),
         ),
         "groups",
     )
@@ -417,7 +436,7 @@ def _segments(
         ibis.null("int32"),
     )
     seg = groups.select(
-        "country", "lang", "bno", exact=exact_bucket, big_lang=groups.lang_members >= k
+        "country", "lang", "bno", "lno", exact=exact_bucket, big_lang=groups.lang_members >= k
     )
     joined = scores.join(seg, ["country", "lang", "bno"])
     # Users are in one (country, lang, bucket) group each, so viewers add up like scores. When
@@ -427,7 +446,7 @@ def _segments(
     slices = max(1, len(score_parts) // 2)
     by_slice = [
         engine.cache(
-            part.group_by(["country", "lang", "exact", "big_lang", "vno"]).aggregate(
+            part.group_by(["lno", "exact", "big_lang", "vno"]).aggregate(
                 score=part.score.sum().cast("int64"), viewers=part.viewers.sum().cast("int64")
             ),
             "group_scores",
@@ -452,25 +471,27 @@ def _segments(
         "global_scores",
     )
     # Buckets stay numbers up to the shelves; ``global`` is the number no category has.
-    glob = everyone.mutate(
+    glob = everyone.filter(everyone.viewers >= v).mutate(
         country=ibis.literal(""), lang=ibis.literal(""), bucket=ibis.literal(_GLOBAL_NO, "int32")
     )
-    cols = [*_SEGMENT_KEYS, "vno", "score", "viewers"]
+    cols = ["lno", "bucket", "vno", "score", "viewers"]
     candidates_by_slice = []
     for b in by_slice:
-        exact = b.filter(b.exact.notnull()).select(
-            "country", "lang", "vno", "score", "viewers", bucket="exact"
-        )
+        exact = b.filter(b.exact.notnull()).select("lno", "vno", "score", "viewers", bucket="exact")
         lang = (
             b.filter(b.big_lang)
-            .group_by(["country", "lang", "vno"])
+            .group_by(["lno", "vno"])
             .aggregate(score=b.score.sum().cast("int64"), viewers=b.viewers.sum().cast("int64"))
             .mutate(bucket=ibis.literal(default_no, "int32"))
         )
         candidates_by_slice += [exact.select(cols), lang.select(cols)]
-    scores = ibis.union(*candidates_by_slice, glob.select(cols))
+    found = ibis.union(*candidates_by_slice)
+    langs = groups.select("lno", "country", "lang").distinct()
+    found = found.filter(found.viewers >= v).join(langs, "lno")
+    cols = [*_SEGMENT_KEYS, "vno", "score", "viewers"]
+    scores = ibis.union(found.select(cols), glob.select(cols))
     named = videos.select("vno", "video_id", "vlang")
-    scores = scores.filter(scores.viewers >= v).join(named, "vno")
+    scores = scores.join(named, "vno")
     ranked = _rank(scores, opt, list(_SEGMENT_KEYS))
 
     # Language groups below K: the global scores, boosted for their language. The candidates
