@@ -721,9 +721,10 @@ def _large_reading(data: dict[str, Any], first: dict[str, Any]) -> list[str]:
         f"validate ({_s(phases['read_validate']['wall_s'])}) reads the events once, checks "
         "every row and writes them split by user into parts (Parquet files in DuckDB's "
         "spill directory, written by Arrow's Parquet writer from the query's Arrow batches, "
-        "about half the cost of DuckDB's own partitioned `COPY` when it was replaced). Compute "
+        "each visitor ID as a 16-byte UUID and each video as its catalog number), then checks "
+        "each part for repeated rows. Compute "
         f"({_s(phases['compute']['wall_s'])}) runs the per-user stages part by part, in "
-        "memory (summed over the parts: "
+        "memory, grouping by numbers (summed over the parts: "
         + (", ".join(per_part) or "none")
         + "), then adds the parts' segment scores up a slice of the videos at a time "
         f"(`group_scores`, {_s(sum(slices))} over {len(slices)} slice(s)). The plan streams "
@@ -731,15 +732,14 @@ def _large_reading(data: dict[str, Any], first: dict[str, Any]) -> list[str]:
         f"{per_key:.1f} µs per profile: reading, checking, hashing, diffing, appending the "
         "writes to the plan's file). `python -m bench.builder.floors` times the passes any "
         "build of this ranking must make, each alone (docs/builder.md, *How far one machine "
-        "goes*): the distance from them is the writing of the parts, the per-user stages' own "
-        "work (categories, recent lists, the latest event's place) and the segment scores. "
-        "Candidates to close it, not measured here: the per-user recent lists without a "
-        "list sort per user; fewer passes over each part (its deduplication check, the "
-        "per-(user, video) rows and the latest event's place each read it); moving the "
-        "rerun's diff into the engine, against the state's digests; or Spark on a cluster, "
-        "where the aggregations split across executors "
-        "(writing the visitor ID into the parts as 16 bytes instead of 36 characters was tried "
-        "on the 1M set and saved little).",
+        "goes*): the distance from them is the writing of the parts, each part's check for "
+        "repeated rows, the per-user stages and the segment scores. Candidates to close it, "
+        "not measured here: each part's repeated-row check folded into its per-(user, video) "
+        "aggregation (only pairs watched more than once can hold a repeated row; the newest "
+        "event time it also gives must then be known before the weights); the value hashes "
+        "the plan computes in Python, one per key; moving the rerun's diff into the engine, "
+        "against the state's digests; or Spark on a cluster, where the aggregations split "
+        "across executors.",
     ]
 
 
