@@ -306,8 +306,8 @@ def _per_user(
         )
     )
     users = ranked.group_by("uid").aggregate(
-        # The largest (weight, name) pair, by value: the same as an argmax, without the
-        # ordered aggregate DuckDB compiles an argmax to.
+        # The largest (weight, category number) pair, by value (numbers order as names do):
+        # the same as an argmax, without the ordered aggregate DuckDB compiles an argmax to.
         top=ibis.struct({"w": ranked.w, "cno": ranked.cno}).max().cno,
         evidence=ranked.w.sum().cast("int64"),
         n_events=ranked.n.sum().cast("int64"),
