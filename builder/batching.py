@@ -42,17 +42,12 @@ class BatchCounter:
 
     def add(self, size: int) -> bool:
         """Account one pair of ``size`` bytes; True if it starts a new batch."""
-        if self._pairs and (self._pairs >= self.max_pairs or self._bytes + size > self.max_bytes):
-            self._pairs = self._bytes = 0
-        new = self._pairs == 0
-        if new:
-            self.batches += 1
-        self._pairs += 1
-        self._bytes += size
-        return new
+        before = self.batches
+        self.add_all((size,))
+        return self.batches != before
 
     def add_all(self, sizes: Iterable[int]) -> None:
-        """:meth:`add` each size in turn (the same rule, without a call per pair)."""
+        """Account each pair in turn: the rule itself, without a call per pair."""
         max_pairs, max_bytes = self.max_pairs, self.max_bytes
         pairs, total, batches = self._pairs, self._bytes, self.batches
         for size in sizes:

@@ -70,7 +70,6 @@ __all__ = [
     "computed_items",
     "scope",
     "value_hash",
-    "value_hashes",
 ]
 
 REFRESH_FRACTION: Final = 0.5
@@ -91,12 +90,6 @@ class Item:
 def value_hash(value: str, ttl: int) -> bytes:
     """What the state remembers of a value: a change of TTL is a change too."""
     return hashlib.blake2b(f"{ttl}\n{value}".encode(), digest_size=16).digest()
-
-
-def value_hashes(values: list[str], ttl: int) -> list[bytes]:
-    """:func:`value_hash` of each value, all with the same ``ttl``."""
-    prefix, blake2b = f"{ttl}\n", hashlib.blake2b
-    return [blake2b((prefix + value).encode(), digest_size=16).digest() for value in values]
 
 
 def check_payload(
@@ -468,7 +461,7 @@ def _plan_batch(
     add, put, pair_size = batcher.add, out.put_row, BatchCounter.pair_size
     for key, value, size in zip(batch.keys, batch.values, batch.sizes, strict=True):
         if key <= previous:
-            raise AssertionError(f"computed keys out of order: {previous!r}, {key!r}")
+            raise _out_of_order(previous, key)
         previous = key
         while current is not None and current[0] < key:
             out.delete(current[0])
@@ -496,6 +489,11 @@ def _plan_batch(
     return previous, current, n
 
 
+def _out_of_order(previous: str, key: str) -> AssertionError:
+    """The refusal of ``key`` coming after ``previous``: the merge join relies on key order."""
+    return AssertionError(f"computed keys out of order: {previous!r}, {key!r}")
+
+
 def _plan_new(
     batch: ItemBatch,
     counts: PlanCounts,
@@ -511,12 +509,10 @@ def _plan_new(
     """
     keys, phase = batch.keys, batch.phase
     if keys[0] <= previous or any(a >= b for a, b in itertools.pairwise(keys)):
-        before = [previous, *keys]
-        at = next(i for i in range(len(keys)) if before[i] >= before[i + 1])
-        raise AssertionError(f"computed keys out of order: {before[at]!r}, {before[at + 1]!r}")
+        raise next(_out_of_order(a, b) for a, b in itertools.pairwise([previous, *keys]) if a >= b)
     size = BatchCounter.pair_size
     batcher.add_all([size(len(key), value) for key, value in zip(keys, batch.sizes, strict=True)])
-    out.put_all(phase, batch, value_hashes(batch.values, batch.ttl))
+    out.put_all(phase, batch, [value_hash(value, batch.ttl) for value in batch.values])
     counts.computed[phase] += len(keys)
     counts.new[phase] += len(keys)
     counts.write_bytes += sum(batch.sizes)

@@ -470,8 +470,10 @@ def _segments(
         ),
         "global_scores",
     )
+    # A candidate has at least min_video_users viewers, in its segment or (global) in all.
+    watched = everyone.filter(everyone.viewers >= v)
     # Buckets stay numbers up to the shelves; ``global`` is the number no category has.
-    glob = everyone.filter(everyone.viewers >= v).mutate(
+    glob = watched.mutate(
         country=ibis.literal(""), lang=ibis.literal(""), bucket=ibis.literal(_GLOBAL_NO, "int32")
     )
     cols = ["lno", "bucket", "vno", "score", "viewers"]
@@ -496,7 +498,7 @@ def _segments(
 
     # Language groups below K: the global scores, boosted for their language. The candidates
     # are the global top-N plus the top-N of each video language, which must contain the answer.
-    g = everyone.filter(everyone.viewers >= v).join(named, "vno")
+    g = watched.join(named, "vno")
     order = [g.score.desc(), g.video_id]
     g = g.mutate(
         r_all=ibis.row_number().over(order_by=order),

@@ -28,11 +28,11 @@ import ibis
 import pyarrow as pa
 from ibis.backends.pyspark import Backend as _IbisPySpark
 from ibis.backends.pyspark.datatypes import PySparkType
-from ibis.backends.sql.datatypes import PySparkType as SparkSQLType
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructField, StructType
 from pyspark.storagelevel import StorageLevel
 
 from builder.engines import ROW, Engine, EngineSettings, RawInput, _csv_header
@@ -226,8 +226,8 @@ class SparkEngine(Engine):
 
     def small_table(self, name: str, data: pa.Table) -> ir.Table:
         schema = ibis.Schema.from_pyarrow(data.schema)
-        ddl = ", ".join(f"`{c}` {SparkSQLType.to_string(t)}" for c, t in schema.items())
-        frame = self.session.createDataFrame(data.to_pylist(), schema=ddl)
+        struct = StructType([StructField(c, PySparkType.from_ibis(t)) for c, t in schema.items()])
+        frame = self.session.createDataFrame(data.to_pylist(), schema=struct)
         frame.createOrReplaceTempView(name)
         self._views.append(name)
         return ibis.table(schema, name=name)

@@ -83,10 +83,7 @@ def test_the_parts_keep_visitor_ids_as_16_byte_uuids_and_videos_as_numbers(
             schema = pq.read_schema(file)
             assert schema.field("uid").type.byte_width == 16
             columns = pq.ParquetFile(file).schema
-            uid = next(
-                columns.column(i) for i in range(len(columns)) if columns.column(i).name == "uid"
-            )
-            assert str(uid.logical_type) == "UUID"
+            assert str(columns.column(columns.names.index("uid")).logical_type) == "UUID"
             assert schema.field("vno").type == pa.int32()
             assert "user_id" not in schema.names
             assert "video_id" not in schema.names
