@@ -110,6 +110,18 @@ PATH = st.one_of(
 )
 
 
+# Headers that frame the message or manage the connection are the HTTP server's, never the
+# Worker's: a random Transfer-Encoding beside the client's Content-Length makes a request whose
+# body cannot be delimited (workerd 1.20241106 answers its own 500, the Node host waits for a
+# body that never comes), and Cloudflare's edge refuses such requests before any Worker runs.
+# The fuzzer sends the headers a request can carry past the edge.
+FRAMING = {
+    "connection", "content-length", "expect", "host", "keep-alive", "proxy-connection",
+    "te", "trailer", "transfer-encoding", "upgrade",
+}  # fmt: skip
+HEADER_NAME = TOKEN.filter(lambda name: name.lower() not in FRAMING)
+
+
 @st.composite
 def requests(draw: st.DrawFn) -> tuple[bytes, bytes, list[tuple[bytes, bytes]], bytes]:
     headers: list[tuple[bytes, bytes]] = []
@@ -120,7 +132,7 @@ def requests(draw: st.DrawFn) -> tuple[bytes, bytes, list[tuple[bytes, bytes]], 
     if draw(st.booleans()):
         headers.append((b"Sec-GPC", draw(st.sampled_from([b"1", b"0", b"1 ", b"yes", b""]))))
     for _ in range(draw(st.integers(0, 4))):
-        headers.append((draw(TOKEN).encode(), draw(HEADER_VALUE)))
+        headers.append((draw(HEADER_NAME).encode(), draw(HEADER_VALUE)))
     method = draw(METHOD).encode()
     target = draw(PATH).encode("utf-8", "surrogatepass")
     body = draw(st.one_of(st.just(b""), ANY_BYTES)) if method not in (b"GET", b"HEAD") else b""
