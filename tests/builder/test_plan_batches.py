@@ -20,6 +20,7 @@ from builder.plan import (
     computed_batches,
     computed_items,
     value_hash,
+    value_hashes,
 )
 from builder.ranking import RankingOptions, compute
 from builder.sources import load_inputs
@@ -156,3 +157,11 @@ def test_counting_pairs_in_bulk_counts_what_one_at_a_time_counts(sizes: list[int
         one.add(size)
     bulk.add_all(sizes[3:])
     assert vars(bulk) == vars(one)
+
+
+def test_the_state_digest_of_a_value_is_pinned() -> None:
+    """The digest a state row keeps does not drift: a changed formula would rewrite every key."""
+    # BLAKE2b-128 of "<ttl>\n<value>" in UTF-8: the digests every existing state holds.
+    assert value_hash('{"a":1}', 2_592_000).hex() == "366dde4d111ae57cc2be8e0553eafd49"
+    assert value_hash("é", 60).hex() == "878c03d4d3569fbe24916d339c12fda8"
+    assert value_hashes(["é", '{"a":1}'], 60) == [value_hash("é", 60), value_hash('{"a":1}', 60)]
