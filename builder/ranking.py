@@ -89,6 +89,9 @@ ProfileRow = tuple[str, str, str, str, list[str], int]
 
 _SEGMENT_KEYS: Final = ("country", "lang", "bucket")
 _GLOBAL_NO: Final = -1
+_CODE_LETTERS: Final = 3
+_PLACES_PER_COUNTRY: Final = 27**_CODE_LETTERS
+"""``place = country number * this + language number``: one int32 per (country, language)."""
 """The bucket number of the ``global`` shelf's rows (categories are numbered from 0)."""
 _PROFILE_COLUMNS: Final = ("user_id", "country", "lang", "bucket", "recent", "last_seen", "uid")
 
@@ -133,8 +136,7 @@ class Build:
         ``uid`` (the ID in the form it sorts and joins by) and ``value``, the profile's payload
         (:mod:`builder.payloads`).
         """
-        table = self.profile_table.select(*_PROFILE_COLUMNS, "value")
-        return self.engine.batches(table.order_by("uid"), chunk)
+        return self.engine.batches(self.profile_table, chunk)
 
     def profiles(self, chunk: int = 50_000) -> Iterator[ProfileRow]:
         """Profiles in ``user_id`` order, row by row, fetched chunk by chunk."""
@@ -147,13 +149,33 @@ class Build:
         self.engine.close()
 
 
+def _letters_no(code: str) -> int:
+    """The number of a normalised country or language code (``[a-z]{2,3}``), in base 27.
+
+    The same code has the same number in every part of the users, with no table shared
+    between them; distinct codes have distinct numbers (``a`` is 1, so ``ab`` is not ``aab``).
+    """
+    if not (
+        2 <= len(code) <= _CODE_LETTERS and code.isascii() and code.isalpha() and code.islower()
+    ):
+        raise ValueError(f"not a normalised country or language code: {code!r}")
+    number = 0
+    for letter in code:
+        number = number * 27 + ord(letter) - ord("a") + 1
+    return number
+
+
 def _lookups(
-    engine: Engine, prefix: str, columns: dict[str, tuple[ir.Column, Callable[[object], str]]]
+    engine: Engine,
+    prefix: str,
+    columns: dict[str, tuple[ir.Column, Callable[[object], str]]],
+    numbered: bool = False,
 ) -> dict[str, ir.Table]:
     """A ``raw -> norm`` table per column, built with the schema module's own normalisers.
 
     Only distinct values cross into Python (all columns in one query), so the one definition of
-    normalisation (shared with the Worker) is used without a Python call per event.
+    normalisation (shared with the Worker) is used without a Python call per event. ``numbered``
+    adds ``no``, the normalised code's :func:`_letters_no` (countries and languages).
     """
     parts = [
         col.name("raw").as_table().distinct().mutate(kind=ibis.literal(kind))
@@ -167,6 +189,8 @@ def _lookups(
         raws = found[kind]
         norms = [fn(r) for r in raws]
         data = pa.table({"raw": pa.array(raws, pa.string()), "norm": pa.array(norms, pa.string())})
+        if numbered:
+            data = data.append_column("no", pa.array([_letters_no(n) for n in norms], pa.int32()))
         out[kind] = engine.small_table(f"edgeshelf_{prefix}_{kind}_map", data)
     return out
 
@@ -221,34 +245,40 @@ def compute(
     ]
     if len(parts) == 1:
         engine.release(parts[0])  # the one cached table of all events
+    # The profiles stay narrow (numbers, no text) until they are streamed: sorting ten million
+    # users by ID costs about a second with their few small columns, ten with the ID's text,
+    # the category names and the payload carried through the sort (DuckDB, 10M users). So the
+    # rows are put in key order first, in a subquery of their own (``view``: the text is not
+    # made inside it), and the text is made on the way out; a projection keeps its input's
+    # order, and the plan refuses keys out of order, whatever the engine did.
     users = _union([u for u, _ in per_user])
     scores = _union([f for _, f in per_user])
-    profiles = users.select(
-        user_id=users.uid.cast("string"),
+    ordered = users.order_by("uid").view()
+    profiles = ordered.select(
+        user_id=ordered.uid.cast("string"),
         country="country",
         lang="lang",
-        bucket=label[users.bucket],
-        recent=users.recent.map(lambda c: label[c]),
-        last_seen=users.last_seen.cast("int64"),
+        bucket=label[ordered.bucket],
+        recent=ordered.recent.map(lambda c: label[c]),
+        last_seen=ordered.last_seen.cast("int64"),
         uid="uid",
-        bno=users.bucket,
     )
-    profiles = engine.cache(
-        profiles.mutate(
-            value=profile_json(
-                profiles.country,
-                profiles.lang,
-                profiles.bucket,
-                profiles.recent,
-                profiles.last_seen,
-            )
-        ),
-        "profiles",
+    profiles = profiles.mutate(
+        value=profile_json(
+            profiles.country, profiles.lang, profiles.bucket, profiles.recent, profiles.last_seen
+        )
     )
-    for u, _ in per_user:
-        engine.release(u)
-    scores = scores.select("country", "lang", "vno", "score", "viewers", bno="bucket")
-    return _segments(engine, as_of, opt, videos, scores, [f for _, f in per_user], profiles, names)
+    # (The bucket's number and name go together: grouping by either is grouping by both.)
+    members = users.group_by(["country", "lang", "place", "bucket"]).aggregate(
+        members=users.count().cast("int64")
+    )
+    groups = members.select(
+        "country", "lang", "place", "members", bucket=label[members.bucket], bno="bucket"
+    )
+    scores = scores.select("place", "vno", "score", "viewers", bno="bucket")
+    return _segments(
+        engine, as_of, opt, videos, scores, [f for _, f in per_user], groups, profiles, names
+    )
 
 
 def _union(tables: list[ir.Table]) -> ir.Table:
@@ -268,7 +298,8 @@ def _per_user(
 
     Returns ``users`` (``uid``, the normalised ``country`` and ``lang`` of the most recent event,
     ``bucket``, ``recent``, ``last_seen``; the bucket and the recent categories as category
-    numbers) and ``scores``: per (country, language, bucket, video) the summed weight
+    numbers, and ``place``, the number of the country and language) and ``scores``: per
+    (place, bucket, video) the summed weight
     and the number of users who watched it.
     """
     clamped = ibis.least(events.ts, as_of)
@@ -340,6 +371,8 @@ def _per_user(
     # Normalised here, part by part: the few distinct values go through the schema module's
     # normalisers (the function of a value is the same in every part), so the segment scores
     # are added up across the parts by normalised country and language, with no join per row.
+    # Each (country, language) pair also gets a number, the same in every part (computed from
+    # the codes): the segment scores are grouped and joined by numbers, not by text.
     maps = _lookups(
         engine,
         f"user{part}",
@@ -347,11 +380,18 @@ def _per_user(
             "country": (where.raw_country, normalize_country),
             "lang": (where.raw_lang, normalize_lang),
         },
+        numbered=True,
     )
     country_map, lang_map = maps["country"], maps["lang"]
     u = users.join(where, "uid")
-    u = u.join(country_map, u.raw_country == country_map.raw).select(u, country=country_map.norm)
-    u = u.join(lang_map, u.raw_lang == lang_map.raw).select(u, lang=lang_map.norm)
+    u = u.join(country_map, u.raw_country == country_map.raw).select(
+        u, country=country_map.norm, country_no=country_map.no
+    )
+    u = u.join(lang_map, u.raw_lang == lang_map.raw).select(
+        u,
+        lang=lang_map.norm,
+        place=(u.country_no * _PLACES_PER_COUNTRY + lang_map.no).cast("int32"),
+    )
     enough = (u.n_events >= int(opt.min_events)) & (
         u.evidence >= float(opt.min_evidence) * WEIGHT_SCALE
     )
@@ -360,6 +400,7 @@ def _per_user(
             "uid",
             "country",
             "lang",
+            "place",
             bucket=ibis.ifelse(enough, u.top, default_no),
             recent="recent",
             last_seen="last_seen",
@@ -369,9 +410,9 @@ def _per_user(
     engine.release(users)
     engine.release(where)
     # One row per (user, video) in uv, so counting rows counts distinct viewers.
-    joined = uv.join(u.select("uid", "country", "lang", "bucket"), "uid")
+    joined = uv.join(u.select("uid", "place", "bucket"), "uid")
     scores = engine.cache(
-        joined.group_by(["country", "lang", "bucket", "vno"]).aggregate(
+        joined.group_by(["place", "bucket", "vno"]).aggregate(
             score=joined.w.sum().cast("int64"), viewers=joined.count().cast("int64")
         ),
         "user_scores",
@@ -411,15 +452,12 @@ def _segments(
     videos: ir.Table,
     scores: ir.Table,
     score_parts: list[ir.Table],
+    groups: ir.Table,
     profiles: ir.Table,
     names: list[str],
 ) -> Build:
     k, n, v = int(opt.min_segment_size), int(opt.top_n), int(opt.min_video_users)
     default_no = names.index(DEFAULT_BUCKET)
-    # (The bucket's number and name go together: grouping by both is grouping by either.)
-    groups = profiles.group_by(["country", "lang", "bucket", "bno"]).aggregate(
-        members=profiles.count().cast("int64")
-    )
     # ``lno`` numbers the (country, language) pairs: the segment scores are added up by
     # numbers, and the pair's names joined back only to the candidates.
     groups = engine.cache(
@@ -436,9 +474,9 @@ def _segments(
         ibis.null("int32"),
     )
     seg = groups.select(
-        "country", "lang", "bno", "lno", exact=exact_bucket, big_lang=groups.lang_members >= k
+        "place", "bno", "lno", exact=exact_bucket, big_lang=groups.lang_members >= k
     )
-    joined = scores.join(seg, ["country", "lang", "bno"])
+    joined = scores.join(seg, ["place", "bno"])
     # Users are in one (country, lang, bucket) group each, so viewers add up like scores. When
     # the users came in parts, their scores are added up a slice of the videos at a time (about
     # two parts' worth of rows each), so that no aggregation outgrows the engine's memory; every

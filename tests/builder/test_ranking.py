@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from builder.engines import DuckDBEngine
-from builder.ranking import HALF_LIFE, Build, RankingOptions, compute
+from builder.ranking import (
+    _PLACES_PER_COUNTRY,
+    HALF_LIFE,
+    Build,
+    RankingOptions,
+    _letters_no,
+    compute,
+)
 from builder.sources import load_inputs
 from edgeshelf.schema import GLOBAL_SEGMENT, MAX_SEGMENT_IDS
 from tests.builder.helpers import CATALOG_HEADER, EVENT_HEADER, T0, UID, UID2, UID3, write_csv
@@ -264,3 +271,23 @@ def test_ties_between_categories_go_by_name_and_an_empty_category_is_the_default
     assert (bucket2, recent2) == ("default", ["default", "misc"])
     assert "us-en-default" in build.segments
     assert "us-en-zz_top" in build.segments
+
+
+def test_every_country_and_language_code_has_its_own_place_number() -> None:
+    """Distinct normalised codes (2-3 letters) get distinct numbers, so places never collide."""
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    codes = [a + b for a in letters for b in letters]
+    codes += [a + b + c for a in letters for b in letters for c in letters]
+    numbers = [_letters_no(code) for code in codes]
+    assert len(set(numbers)) == len(codes)
+    assert min(numbers) > 0
+    assert max(numbers) < _PLACES_PER_COUNTRY
+    # The largest place still fits the int32 the engines group by.
+    assert _letters_no("zz") * _PLACES_PER_COUNTRY + _letters_no("zzz") < 2**31
+
+
+@pytest.mark.parametrize("code", ["", "a", "abcd", "a1", "é1", "a-b", "AB"])
+def test_a_code_that_normalisation_never_makes_is_refused(code: str) -> None:
+    """A value outside the normalised form is an error, never a number shared with another."""
+    with pytest.raises(ValueError, match="not a normalised"):
+        _letters_no(code)
