@@ -52,7 +52,7 @@ from edgeshelf.schema import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Collection, Iterator
 
     import ibis.expr.types as ir
 
@@ -92,6 +92,9 @@ _GLOBAL_NO: Final = -1
 _CODE_LETTERS: Final = 3
 _PLACES_PER_COUNTRY: Final = 27**_CODE_LETTERS
 """``place = country number * this + language number``: one int32 per (country, language)."""
+_GLOBAL_PLACE: Final = 0
+"""The ``global`` shelf's place: no pair's (codes have two letters or more), and its language
+number (0, whatever an engine's modulo does with it) is no video's."""
 """The bucket number of the ``global`` shelf's rows (categories are numbered from 0)."""
 _PROFILE_COLUMNS: Final = ("user_id", "country", "lang", "bucket", "recent", "last_seen", "uid")
 
@@ -169,13 +172,13 @@ def _lookups(
     engine: Engine,
     prefix: str,
     columns: dict[str, tuple[ir.Column, Callable[[object], str]]],
-    numbered: bool = False,
+    numbered: Collection[str] = (),
 ) -> dict[str, ir.Table]:
     """A ``raw -> norm`` table per column, built with the schema module's own normalisers.
 
     Only distinct values cross into Python (all columns in one query), so the one definition of
-    normalisation (shared with the Worker) is used without a Python call per event. ``numbered``
-    adds ``no``, the normalised code's :func:`_letters_no` (countries and languages).
+    normalisation (shared with the Worker) is used without a Python call per event. The kinds in
+    ``numbered`` (countries, languages) get ``no``, the normalised code's :func:`_letters_no`.
     """
     parts = [
         col.name("raw").as_table().distinct().mutate(kind=ibis.literal(kind))
@@ -189,7 +192,7 @@ def _lookups(
         raws = found[kind]
         norms = [fn(r) for r in raws]
         data = pa.table({"raw": pa.array(raws, pa.string()), "norm": pa.array(norms, pa.string())})
-        if numbered:
+        if kind in numbered:
             data = data.append_column("no", pa.array([_letters_no(n) for n in norms], pa.int32()))
         out[kind] = engine.small_table(f"edgeshelf_{prefix}_{kind}_map", data)
     return out
@@ -209,6 +212,7 @@ def compute(
         engine,
         "video",
         {"category": (cat.category, normalize_bucket), "lang": (cat.lang, normalize_lang)},
+        numbered={"lang"},
     )
     cat_map, vlang_map = maps["category"], maps["lang"]
     # Categories are numbered in name order (the default bucket among them): the per-user
@@ -228,7 +232,7 @@ def compute(
     # the shelves.
     videos = engine.cache(
         videos.join(vlang_map, videos.lang == vlang_map.raw).select(
-            "video_id", "vno", "cno", "published_at", vlang=vlang_map.norm
+            "video_id", "vno", "cno", "published_at", vlang_no=vlang_map.no
         ),
         "videos",
     )
@@ -380,7 +384,7 @@ def _per_user(
             "country": (where.raw_country, normalize_country),
             "lang": (where.raw_lang, normalize_lang),
         },
-        numbered=True,
+        numbered={"country", "lang"},
     )
     country_map, lang_map = maps["country"], maps["lang"]
     u = users.join(where, "uid")
@@ -422,12 +426,17 @@ def _per_user(
 
 
 def _rank(scores: ir.Table, opt: RankingOptions, keys: list[str]) -> ir.Table:
-    """The top-N rows of ``scores`` per ``keys`` by boosted score (ties: smaller video id)."""
+    """The top-N rows of ``scores`` per ``keys`` by boosted score (ties: smaller video id).
+
+    ``scores`` has ``place`` (its language number is the segment's), ``vlang_no`` (the video's
+    language number) and ``vno`` (the video's number, in video id order).
+    """
+    lang_no = scores.place % _PLACES_PER_COUNTRY
     boosted = scores.score.cast("float64") * ibis.ifelse(
-        scores.vlang == scores.lang, float(opt.lang_boost), 1.0
+        scores.vlang_no == lang_no, float(opt.lang_boost), 1.0
     )
     ranked = scores.mutate(
-        rn=ibis.row_number().over(group_by=keys, order_by=[boosted.desc(), scores.video_id])
+        rn=ibis.row_number().over(group_by=keys, order_by=[boosted.desc(), scores.vno])
     )
     return ranked.filter(ranked.rn < int(opt.top_n))
 
@@ -458,12 +467,11 @@ def _segments(
 ) -> Build:
     k, n, v = int(opt.min_segment_size), int(opt.top_n), int(opt.min_video_users)
     default_no = names.index(DEFAULT_BUCKET)
-    # ``lno`` numbers the (country, language) pairs: the segment scores are added up by
-    # numbers, and the pair's names joined back only to the candidates.
+    # ``place`` numbers the (country, language) pairs: the segment scores are added up and
+    # ranked by numbers, and the pair's names joined back only to the shelves' rows.
     groups = engine.cache(
         groups.mutate(
-            lang_members=groups.members.sum().over(group_by=["country", "lang"]).cast("int64"),
-            lno=ibis.dense_rank().over(order_by=["country", "lang"]).cast("int32"),
+            lang_members=groups.members.sum().over(group_by="place").cast("int64"),
         ),
         "groups",
     )
@@ -473,9 +481,7 @@ def _segments(
         groups.bno,
         ibis.null("int32"),
     )
-    seg = groups.select(
-        "place", "bno", "lno", exact=exact_bucket, big_lang=groups.lang_members >= k
-    )
+    seg = groups.select("place", "bno", exact=exact_bucket, big_lang=groups.lang_members >= k)
     joined = scores.join(seg, ["place", "bno"])
     # Users are in one (country, lang, bucket) group each, so viewers add up like scores. When
     # the users came in parts, their scores are added up a slice of the videos at a time (about
@@ -484,7 +490,7 @@ def _segments(
     slices = max(1, len(score_parts) // 2)
     by_slice = [
         engine.cache(
-            part.group_by(["lno", "exact", "big_lang", "vno"]).aggregate(
+            part.group_by(["place", "exact", "big_lang", "vno"]).aggregate(
                 score=part.score.sum().cast("int64"), viewers=part.viewers.sum().cast("int64")
             ),
             "group_scores",
@@ -510,44 +516,57 @@ def _segments(
     )
     # A candidate has at least min_video_users viewers, in its segment or (global) in all.
     watched = everyone.filter(everyone.viewers >= v)
-    # Buckets stay numbers up to the shelves; ``global`` is the number no category has.
+    # Buckets stay numbers up to the shelves; ``global`` is the number no category has, in
+    # the place no (country, language) has.
     glob = watched.mutate(
-        country=ibis.literal(""), lang=ibis.literal(""), bucket=ibis.literal(_GLOBAL_NO, "int32")
+        place=ibis.literal(_GLOBAL_PLACE, "int32"), bucket=ibis.literal(_GLOBAL_NO, "int32")
     )
-    cols = ["lno", "bucket", "vno", "score", "viewers"]
+    cols = ["place", "bucket", "vno", "score", "viewers"]
     candidates_by_slice = []
     for b in by_slice:
-        exact = b.filter(b.exact.notnull()).select("lno", "vno", "score", "viewers", bucket="exact")
+        exact = b.filter(b.exact.notnull()).select(
+            "place", "vno", "score", "viewers", bucket="exact"
+        )
         lang = (
             b.filter(b.big_lang)
-            .group_by(["lno", "vno"])
+            .group_by(["place", "vno"])
             .aggregate(score=b.score.sum().cast("int64"), viewers=b.viewers.sum().cast("int64"))
             .mutate(bucket=ibis.literal(default_no, "int32"))
         )
         candidates_by_slice += [exact.select(cols), lang.select(cols)]
     found = ibis.union(*candidates_by_slice)
-    langs = groups.select("lno", "country", "lang").distinct()
-    found = found.filter(found.viewers >= v).join(langs, "lno")
-    cols = [*_SEGMENT_KEYS, "vno", "score", "viewers"]
+    found = found.filter(found.viewers >= v)
     scores = ibis.union(found.select(cols), glob.select(cols))
-    named = videos.select("vno", "video_id", "vlang")
-    scores = scores.join(named, "vno")
-    ranked = _rank(scores, opt, list(_SEGMENT_KEYS))
+    vlangs = videos.select("vno", "vlang_no")
+    ranked = _rank(scores.join(vlangs, "vno"), opt, ["place", "bucket"])
 
     # Language groups below K: the global scores, boosted for their language. The candidates
     # are the global top-N plus the top-N of each video language, which must contain the answer.
-    g = watched.join(named, "vno")
-    order = [g.score.desc(), g.video_id]
+    g = watched.join(vlangs, "vno")
+    order = [g.score.desc(), g.vno]
     g = g.mutate(
         r_all=ibis.row_number().over(order_by=order),
-        r_lang=ibis.row_number().over(group_by="vlang", order_by=order),
+        r_lang=ibis.row_number().over(group_by="vlang_no", order_by=order),
     )
-    candidates = g.filter((g.r_all < n) | (g.r_lang < n)).select("video_id", "score", "vlang")
-    small = groups.filter(groups.lang_members < k).select("country", "lang").distinct()
+    candidates = g.filter((g.r_all < n) | (g.r_lang < n)).select("vno", "score", "vlang_no")
+    small = groups.filter(groups.lang_members < k).select("place").distinct()
     small_scores = small.cross_join(candidates).mutate(bucket=ibis.literal(default_no, "int32"))
-    small_ranked = _rank(small_scores, opt, list(_SEGMENT_KEYS))
-    out = [*_SEGMENT_KEYS, "video_id", "rn"]
-    shelves = _shelves(engine, ibis.union(ranked.select(out), small_ranked.select(out)), names)
+    small_ranked = _rank(small_scores, opt, ["place", "bucket"])
+    out = ["place", "bucket", "vno", "rn"]
+    top = ibis.union(ranked.select(out), small_ranked.select(out))
+    places = groups.select("place", "country", "lang").distinct()
+    named = top.left_join(places, "place").join(videos.select("vno", "video_id"), "vno")
+    shelves = _shelves(
+        engine,
+        named.select(
+            country=named.country.fill_null(""),
+            lang=named.lang.fill_null(""),
+            bucket="bucket",
+            video_id="video_id",
+            rn="rn",
+        ),
+        names,
+    )
     for table in by_slice:
         engine.release(table)
     engine.release(everyone)
