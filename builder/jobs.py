@@ -143,7 +143,8 @@ def load_build(settings: RunSettings, now: int, reporter: Reporter) -> tuple[Bui
         stats = inputs.stats
         reporter.phase("computing profiles and segments")
         as_of = min(stats.max_ts if stats.max_ts is not None else now, now)
-        return compute(engine, inputs, as_of=as_of, options=settings.ranking), stats
+        build = compute(engine, inputs, as_of=as_of, options=settings.ranking)
+        return build, build.input_stats
     except BaseException:
         engine.close()
         raise

@@ -33,13 +33,14 @@ videos), so shelves stay full where the catalog allows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
 import ibis
 import pyarrow as pa
 
 from builder.payloads import profile_json
+from builder.sources import repeated_rows
 from edgeshelf.schema import (
     DEFAULT_BUCKET,
     GLOBAL_SEGMENT,
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     import ibis.expr.types as ir
 
     from builder.engines import Engine
-    from builder.sources import Inputs
+    from builder.sources import Inputs, InputStats
 
 __all__ = [
     "HALF_LIFE",
@@ -131,6 +132,8 @@ class Build:
     users: int
     segment_sizes: dict[str, int]
     profile_table: ir.Table = field(repr=False)
+    input_stats: InputStats
+    """The inputs' counts, final: repeated rows the compute found are counted as such."""
 
     def profile_batches(self, chunk: int = 50_000) -> Iterator[pa.RecordBatch]:
         """Profiles in ``user_id`` order (the order of their keys), as bounded Arrow batches.
@@ -244,9 +247,14 @@ def compute(
     # A user's rows are all in one part, so the parts' users are disjoint and their segment
     # scores (sums of weights, counts of viewers) add up.
     parts = inputs.event_parts or (events,)
-    per_user = [
-        _per_user(engine, part, videos, as_of, opt, default_no, i) for i, part in enumerate(parts)
-    ]
+    per_user = []
+    repeated = 0
+    for i, part in enumerate(parts):
+        u, part_scores, repeats = _per_user(
+            engine, part, videos, as_of, opt, default_no, i, inputs.repeats_unchecked
+        )
+        per_user.append((u, part_scores))
+        repeated += repeats
     if len(parts) == 1:
         engine.release(parts[0])  # the one cached table of all events
     # The profiles stay narrow (numbers, no text) until they are streamed: sorting ten million
@@ -255,6 +263,13 @@ def compute(
     # rows are put in key order first, in a subquery of their own (``view``: the text is not
     # made inside it), and the text is made on the way out; a projection keeps its input's
     # order, and the plan refuses keys out of order, whatever the engine did.
+    stats = inputs.stats
+    if inputs.repeats_unchecked:
+        stats = replace(
+            stats,
+            events=stats.events - repeated,
+            duplicate_events=stats.duplicate_events + repeated,
+        )
     users = _union([u for u, _ in per_user])
     scores = _union([f for _, f in per_user])
     ordered = users.order_by("uid").view()
@@ -281,7 +296,7 @@ def compute(
     )
     scores = scores.select("place", "vno", "score", "viewers", bno="bucket")
     return _segments(
-        engine, as_of, opt, videos, scores, [f for _, f in per_user], groups, profiles, names
+        engine, as_of, opt, videos, scores, [f for _, f in per_user], groups, profiles, names, stats
     )
 
 
@@ -297,34 +312,24 @@ def _per_user(
     opt: RankingOptions,
     default_no: int,
     part: int,
-) -> tuple[ir.Table, ir.Table]:
+    repeats_unchecked: bool,
+) -> tuple[ir.Table, ir.Table, int]:
     """Per user of ``events``: the profile's fields, and the segment scores of its watches.
 
     Returns ``users`` (``uid``, the normalised ``country`` and ``lang`` of the most recent event,
     ``bucket``, ``recent``, ``last_seen``; the bucket and the recent categories as category
-    numbers, and ``place``, the number of the country and language) and ``scores``: per
-    (place, bucket, video) the summed weight
-    and the number of users who watched it.
+    numbers, and ``place``, the number of the country and language), ``scores``: per
+    (place, bucket, video) the summed weight and the number of users who watched it, and how
+    many rows of ``events`` repeated another (``repeats_unchecked``; otherwise 0).
     """
-    clamped = ibis.least(events.ts, as_of)
-    decay = ibis.literal(0.5).pow((as_of - clamped) / float(opt.half_life))
-    weight = ibis.least(events.watch_seconds, float(opt.watch_cap)) * decay
-    # The user is a UUID (builder.sources): 16 bytes where its text is 36, so grouping and
-    # joining by user is much cheaper (on engines without a UUID type this is text, and the
-    # order is the text order either way).
-    ev = events.mutate(w=(weight * WEIGHT_SCALE + 0.5).floor().cast("int64"))
-    e = ev.join(videos.select("vno", "cno"), "vno")
-    # One pass over the events: everything later is per (user, video) or coarser. A video has
-    # one category, so grouping by the video alone gives the same rows for less work.
-    uv = engine.cache(
-        e.group_by(["uid", "vno"]).aggregate(
-            cno=e.cno.arbitrary(),
-            w=e.w.sum().cast("int64"),
-            n=e.count().cast("int64"),
-            latest=e.ts.max(),
-        ),
-        "user_video",
-    )
+    ev, uv = _user_video(engine, events, videos, as_of, opt)
+    repeats = repeated_rows(engine, events, uv) if repeats_unchecked else 0
+    if repeats:
+        # A row repeated verbatim counts once (builder.sources): the part is aggregated again
+        # from its distinct rows. Rare, and only the pairs seen more than once were compared.
+        engine.release(uv)
+        events = engine.cache(events.distinct(), "distinct_events")
+        ev, uv = _user_video(engine, events, videos, as_of, opt)
     uc = uv.group_by(["uid", "cno"]).aggregate(
         w=uv.w.sum().cast("int64"),
         n=uv.n.sum().cast("int64"),
@@ -422,7 +427,39 @@ def _per_user(
         "user_scores",
     )
     engine.release(uv)
-    return u, scores
+    if repeats:
+        engine.release(events)
+    return u, scores, repeats
+
+
+def _user_video(
+    engine: Engine, events: ir.Table, videos: ir.Table, as_of: int, opt: RankingOptions
+) -> tuple[ir.Table, ir.Table]:
+    """The events with their weight ``w``, and their one row per (user, video), kept.
+
+    The row per (user, video) has the category ``cno``, the summed weight ``w``, the number of
+    events ``n`` and the ``latest`` event time.
+    """
+    clamped = ibis.least(events.ts, as_of)
+    decay = ibis.literal(0.5).pow((as_of - clamped) / float(opt.half_life))
+    weight = ibis.least(events.watch_seconds, float(opt.watch_cap)) * decay
+    # The user is a UUID (builder.sources): 16 bytes where its text is 36, so grouping and
+    # joining by user is much cheaper (on engines without a UUID type this is text, and the
+    # order is the text order either way).
+    ev = events.mutate(w=(weight * WEIGHT_SCALE + 0.5).floor().cast("int64"))
+    e = ev.join(videos.select("vno", "cno"), "vno")
+    # One pass over the events: everything later is per (user, video) or coarser. A video has
+    # one category, so grouping by the video alone gives the same rows for less work.
+    uv = engine.cache(
+        e.group_by(["uid", "vno"]).aggregate(
+            cno=e.cno.arbitrary(),
+            w=e.w.sum().cast("int64"),
+            n=e.count().cast("int64"),
+            latest=e.ts.max(),
+        ),
+        "user_video",
+    )
+    return ev, uv
 
 
 def _rank(scores: ir.Table, opt: RankingOptions, keys: list[str]) -> ir.Table:
@@ -464,6 +501,7 @@ def _segments(
     groups: ir.Table,
     profiles: ir.Table,
     names: list[str],
+    stats: InputStats,
 ) -> Build:
     k, n, v = int(opt.min_segment_size), int(opt.top_n), int(opt.min_video_users)
     default_no = names.index(DEFAULT_BUCKET)
@@ -585,6 +623,7 @@ def _segments(
         users=sizes[GLOBAL_SEGMENT],
         segment_sizes=sizes,
         profile_table=profiles,
+        input_stats=stats,
     )
 
 

@@ -347,7 +347,6 @@ def compute_report(settings: ReportSettings, exposures: ExposureCounts | None = 
     try:
         # The same input rules as run and plan; the validated events become one local table.
         inputs = load_inputs(engine, events=settings.events, catalog=settings.catalog, now=now)
-        stats = inputs.stats
         con.execute(f"CREATE TEMP TABLE events AS {engine.compile(named_events(inputs))}")
         with tempfile.TemporaryDirectory(prefix="edgeshelf-report-") as tmp:
             segments, profiles, window_users = _pre_window_build(con, settings, since, Path(tmp))
@@ -393,7 +392,7 @@ def compute_report(settings: ReportSettings, exposures: ExposureCounts | None = 
         else sample_ratio_p([r.exposures or 0 for r in results], weights),
         exposures=exposures,
         inputs={
-            "events": stats.events,
+            "events": int(counts[0]) + int(counts[1]),
             "events_before_window": int(counts[0]),
             "events_in_window": int(counts[1]),
             "window_users": len(window_users),

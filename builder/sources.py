@@ -48,6 +48,7 @@ __all__ = [
     "Inputs",
     "load_inputs",
     "named_events",
+    "repeated_rows",
 ]
 
 EVENT_COLUMNS: Final = ("user_id", "video_id", "ts", "country", "lang", "watch_seconds")
@@ -70,7 +71,12 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True)
 class InputStats:
-    """What was loaded: row counts after validation, and the newest event time."""
+    """What was loaded: row counts after validation, and the newest event time.
+
+    When :attr:`Inputs.repeats_unchecked`, ``events`` and ``duplicate_events`` count repeated
+    rows as events until the compute has found them (``Build.input_stats`` has the final
+    counts).
+    """
 
     events: int
     duplicate_events: int
@@ -96,6 +102,10 @@ class Inputs:
     stats: InputStats
     event_parts: tuple[ir.Table, ...] = ()
     """The events split by user (every user's rows in one part), or ``(events,)``."""
+    repeats_unchecked: bool = False
+    """True when the parts may still hold rows repeated verbatim (DuckDB's split of a large
+    input): the compute finds them with :func:`repeated_rows` while it aggregates each part by
+    (user, video), which costs far less than a check of its own, and counts them once."""
 
 
 def _full_match(value: ir.StringValue, pattern: str) -> ir.BooleanValue:
@@ -189,14 +199,22 @@ def _run(engine: Engine, raw: RawInput, fn: Callable[[], _T]) -> _T:
         raise refusal from exc
 
 
-def _check(engine: Engine, raw: RawInput, checked: ir.Table) -> int:
-    """Raise InputError for the first row whose ``problem`` is set; return the row count."""
+def _check(
+    engine: Engine, raw: RawInput, checked: ir.Table, newest: str | None = None
+) -> tuple[int, float | None]:
+    """Raise InputError for the first row whose ``problem`` is set.
+
+    Returns the row count and, when ``newest`` names a column, its largest value (every row is
+    good by then), read in the same pass.
+    """
     bad = checked.problem.notnull()
+    extra = {} if newest is None else {"top": checked[newest].max()}
     summary = checked.aggregate(
         rows=checked.count(),
         bad=bad.sum(),
         first=checked[ROW].min(where=bad),
         problem=checked.problem.argmin(checked[ROW], where=bad),
+        **extra,
     )
     [row] = _run(engine, raw, lambda: engine.rows(summary))
     if row["bad"]:
@@ -209,7 +227,7 @@ def _check(engine: Engine, raw: RawInput, checked: ir.Table) -> int:
             row=engine.row_number(raw, int(row["first"])),
             column=column,
         )
-    return int(row["rows"])
+    return int(row["rows"]), row.get("top")
 
 
 def _load_catalog(engine: Engine, raw: RawInput) -> tuple[ir.Table, int]:
@@ -236,7 +254,7 @@ def _load_catalog(engine: Engine, raw: RawInput) -> tuple[ir.Table, int]:
         r[ROW], video_id=vid, category=cat, lang=lang, published_at=pub,
         problem=_problem(r, rules),
     )  # fmt: skip
-    rows = _check(engine, raw, checked)
+    rows, _ = _check(engine, raw, checked)
     good = checked.select(ROW, "video_id", "category", "lang", "published_at")
     dup = good.group_by("video_id").aggregate(
         n=good.count(), first=good[ROW].min(), second=good[ROW].max()
@@ -259,9 +277,7 @@ def _load_catalog(engine: Engine, raw: RawInput) -> tuple[ir.Table, int]:
     return catalog, rows
 
 
-def _load_events(
-    engine: Engine, raw: RawInput, catalog: ir.Table, now: int
-) -> tuple[list[_Part], int]:
+def _load_events(engine: Engine, raw: RawInput, catalog: ir.Table, now: int) -> _Events:
     _require(raw, EVENT_COLUMNS)
     src = raw.source
     known = catalog.select(known_video=catalog.video_id, known_vno=catalog.vno)
@@ -307,48 +323,53 @@ def _load_events(
         return _load_event_parts(engine, raw, typed, parts)
     # Kept once: the check and the deduplication below both read it.
     checked = _run(engine, raw, lambda: engine.cache(typed, "checked"))
-    rows = _check(engine, raw, checked)
+    rows, _ = _check(engine, raw, checked)
     events = engine.cache(checked.select(*KEPT_EVENT_COLUMNS).distinct(), "events")
     engine.release(checked)
-    return [_Part(events)], rows
+    [kept] = engine.rows(events.aggregate(n=events.count(), top=events.ts.max()))
+    return _Events((events,), rows, int(kept["n"]), kept["top"], repeats_unchecked=False)
 
 
 @dataclass(frozen=True)
-class _Part:
-    """Validated events (all or one part), with their count and newest time if already known."""
+class _Events:
+    """Validated events (one table, or its parts), with their counts and newest time."""
 
-    table: ir.Table
-    rows: int | None = None
-    top: float | None = None
+    tables: tuple[ir.Table, ...]
+    rows: int
+    kept: int
+    """Rows kept: distinct rows, or all rows while ``repeats_unchecked``."""
+    top: float | None
+    repeats_unchecked: bool
 
 
-def _load_event_parts(
-    engine: Engine, raw: RawInput, typed: ir.Table, parts: int
-) -> tuple[list[_Part], int]:
-    """The checked events split by user (:meth:`Engine.partitioned`), each part deduplicated.
+def _load_event_parts(engine: Engine, raw: RawInput, typed: ir.Table, parts: int) -> _Events:
+    """The checked events split by user (:meth:`Engine.partitioned`).
 
     The same rules and the same check as one table; only good rows are ever used, so the row
-    identifier is kept for bad rows only (what the refusal reports). Identical rows have the
-    same visitor, hence the same part; a part whose row hashes are all distinct has no
-    repeated row and is not deduplicated (a hash shared by different rows only costs the
-    deduplication).
+    identifier is kept for bad rows only (what the refusal reports). The check's pass also
+    finds the newest event. Identical rows have the same visitor, hence the same part; they are
+    found and counted once by the compute (:func:`repeated_rows`).
     """
     row = ibis.ifelse(typed.problem.isnull(), ibis.null("int64"), typed[ROW])
     typed = typed.mutate(**{ROW: row})
     split = _run(engine, raw, lambda: engine.partitioned(typed, "uid", parts, "checked"))
-    rows = _check(engine, raw, ibis.union(*split))
-    out: list[_Part] = []
-    for part in split:
-        events = part.select(*KEPT_EVENT_COLUMNS)
-        row_hash = ibis.struct({c: events[c] for c in KEPT_EVENT_COLUMNS}).hash()
-        [seen] = engine.rows(
-            events.aggregate(n=events.count(), hashes=row_hash.nunique(), top=events.ts.max())
-        )
-        if seen["n"] == seen["hashes"]:  # no repeated row: what was counted is what is kept
-            out.append(_Part(events, int(seen["n"]), seen["top"]))
-        else:
-            out.append(_Part(events.distinct()))
-    return out, rows
+    rows, top = _check(engine, raw, ibis.union(*split), newest="ts")
+    tables = tuple(part.select(*KEPT_EVENT_COLUMNS) for part in split)
+    return _Events(tables, rows, rows, top, repeats_unchecked=True)
+
+
+def repeated_rows(engine: Engine, events: ir.Table, pairs: ir.Table) -> int:
+    """How many rows of ``events`` repeat another one verbatim (each counted once is kept).
+
+    ``pairs`` has a row per (``uid``, ``vno``) of ``events`` with ``n``, its number of rows: a
+    repeated row's pair has ``n > 1``, and few pairs do (0.5% at 10M users in the sample), so
+    only their rows are compared, in the aggregation the compute makes anyway.
+    """
+    multi = pairs.filter(pairs.n > 1).select("uid", "vno")
+    suspects = events.semi_join(multi, ["uid", "vno"])
+    row_value = ibis.struct({c: suspects[c] for c in KEPT_EVENT_COLUMNS})
+    [found] = engine.rows(suspects.aggregate(n=suspects.count(), distinct=row_value.nunique()))
+    return int(found["n"] or 0) - int(found["distinct"] or 0)
 
 
 def load_inputs(engine: Engine, *, events: Path | str, catalog: Path | str, now: int) -> Inputs:
@@ -356,26 +377,28 @@ def load_inputs(engine: Engine, *, events: Path | str, catalog: Path | str, now:
     for source in (str(events), str(catalog)):
         engine.check_source(source)
     catalog_table, n_catalog = _load_catalog(engine, engine.read(str(catalog)))
-    parts, raw_rows = _load_events(engine, engine.read(str(events)), catalog_table, now)
-    kept, top = 0, None
-    for part in parts:
-        n, part_top = part.rows, part.top
-        if n is None:
-            t = part.table
-            [row] = engine.rows(t.aggregate(n=t.count(), top=t.ts.max()))
-            n, part_top = int(row["n"]), row["top"]
-        kept += n
-        if part_top is not None:
-            top = part_top if top is None else max(top, part_top)
-    tables = tuple(part.table for part in parts)
-    events_table = tables[0] if len(tables) == 1 else ibis.union(*tables)
+    loaded = _load_events(engine, engine.read(str(events)), catalog_table, now)
+    tables = loaded.tables
+    if len(tables) == 1:
+        events_table = tables[0]
+    elif loaded.repeats_unchecked:
+        # Repeated rows are always in one part (they have one user): distinct part by part.
+        events_table = ibis.union(*(t.distinct() for t in tables))
+    else:
+        events_table = ibis.union(*tables)
     stats = InputStats(
-        events=kept,
-        duplicate_events=raw_rows - kept,
+        events=loaded.kept,
+        duplicate_events=loaded.rows - loaded.kept,
         catalog=n_catalog,
-        max_ts=None if top is None else int(top),
+        max_ts=None if loaded.top is None else int(loaded.top),
     )
-    return Inputs(events=events_table, catalog=catalog_table, stats=stats, event_parts=tables)
+    return Inputs(
+        events=events_table,
+        catalog=catalog_table,
+        stats=stats,
+        event_parts=tables,
+        repeats_unchecked=loaded.repeats_unchecked,
+    )
 
 
 def named_events(inputs: Inputs) -> ir.Table:

@@ -178,6 +178,7 @@ def measure(
     as_of = min(stats.max_ts if stats.max_ts is not None else now, now)
     options = RankingOptions(min_segment_size=min_segment_size)
     build = compute(engine, inputs, as_of=as_of, options=options)
+    stats = build.input_stats  # repeated rows in a split input are counted by the compute
     clock.lap("compute")
     profiler = cProfile.Profile() if profile_top else None
     with State(state if state is not None else Path(":memory:")) as st:

@@ -6,9 +6,11 @@ key, the same plan, the same counts (duplicates included) and the same refusals.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import ibis
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -17,7 +19,7 @@ from builder.engines import DuckDBEngine
 from builder.errors import InputError
 from builder.plan import build_plan, computed_items
 from builder.ranking import RankingOptions, compute
-from builder.sources import load_inputs
+from builder.sources import load_inputs, named_events, repeated_rows
 from builder.state import State
 from tests.builder.conftest import NOW, SMALL_K
 from tests.builder.helpers import (
@@ -51,7 +53,7 @@ def _output(
             plan = build_plan(state, computed_items(build, SCHEMA), schema=SCHEMA, now=now)
             writes = list(plan.writes())
             counts = plan.counts.as_dict()
-        return parts, inputs.stats, build.segment_sizes, items, counts, writes
+        return parts, build.input_stats, build.segment_sizes, items, counts, writes
     finally:
         engine.close()
 
@@ -107,6 +109,58 @@ def test_repeated_rows_count_once_in_every_part(tmp_path: Path) -> None:
     assert whole[1].duplicate_events == 4
     assert split[0] > 3
     assert split[1:] == whole[1:]
+
+
+def _repeats_input(tmp_path: Path) -> tuple[Path, Path, list[list[object]]]:
+    """Events where four (user, video) pairs get more rows: three verbatim copies, two new."""
+
+    def row(i: int, earlier: int = 0, longer: int = 0) -> list[object]:
+        uid = [UID, UID2, UID3][i % 3]
+        return [uid, f"v{i % 5}", T0 - 60 * i - earlier, "us", "en", 40 + i + longer]
+
+    rows = [row(i) for i in range(18)]
+    rows += [
+        row(0),  # a verbatim repeat
+        row(1),
+        row(1),  # a row three times
+        row(2, earlier=1),  # the same pair a second earlier: a new row
+        row(3, longer=1),  # the same pair and time, another duration: a new row
+    ]
+    ev = csv_to_parquet(write_csv(tmp_path / "e.csv", EVENT_HEADER, rows), tmp_path / "e.parquet")
+    cat = write_csv(tmp_path / "catalog.csv", CATALOG_HEADER, catalog_rows())
+    return ev, cat, rows
+
+
+def test_repeated_rows_are_found_among_the_pairs_seen_more_than_once(tmp_path: Path) -> None:
+    """``repeated_rows`` counts exactly the surplus copies; same pair, other values: not one."""
+    ev, cat, _ = _repeats_input(tmp_path)
+    engine = DuckDBEngine(partition_rows=4)
+    try:
+        inputs = load_inputs(engine, events=ev, catalog=cat, now=T0 + 3_600)
+        found = []
+        for part in inputs.event_parts:
+            pairs = part.group_by(["uid", "vno"]).aggregate(n=part.count())
+            found.append(repeated_rows(engine, part, pairs))
+        assert sum(found) == 3
+        assert len(found) > 3  # empty parts included
+    finally:
+        engine.close()
+
+
+def test_a_split_input_counts_its_repeated_rows_in_the_compute(tmp_path: Path) -> None:
+    """Split, the load counts every row and the build the repeats; the events are distinct."""
+    ev, cat, rows = _repeats_input(tmp_path)
+    engine = DuckDBEngine(partition_rows=4)
+    try:
+        inputs = load_inputs(engine, events=ev, catalog=cat, now=T0 + 3_600)
+        assert inputs.repeats_unchecked
+        assert (inputs.stats.events, inputs.stats.duplicate_events) == (len(rows), 0)
+        [n] = engine.rows(named_events(inputs).aggregate(n=ibis._.count()))
+        assert n["n"] == len(rows) - 3
+        build = compute(engine, inputs, as_of=T0, options=RankingOptions(min_segment_size=1))
+        assert build.input_stats == replace(inputs.stats, events=len(rows) - 3, duplicate_events=3)
+    finally:
+        engine.close()
 
 
 def test_a_bad_row_in_a_split_input_is_refused_with_the_same_message(tmp_path: Path) -> None:
