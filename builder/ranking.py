@@ -90,13 +90,13 @@ ProfileRow = tuple[str, str, str, str, list[str], int]
 
 _SEGMENT_KEYS: Final = ("country", "lang", "bucket")
 _GLOBAL_NO: Final = -1
+"""The bucket number of the ``global`` shelf's rows (categories are numbered from 0)."""
 _CODE_LETTERS: Final = 3
 _PLACES_PER_COUNTRY: Final = 27**_CODE_LETTERS
 """``place = country number * this + language number``: one int32 per (country, language)."""
 _GLOBAL_PLACE: Final = 0
 """The ``global`` shelf's place: no pair's (codes have two letters or more), and its language
 number (0, whatever an engine's modulo does with it) is no video's."""
-"""The bucket number of the ``global`` shelf's rows (categories are numbered from 0)."""
 _PROFILE_COLUMNS: Final = ("user_id", "country", "lang", "bucket", "recent", "last_seen", "uid")
 
 
@@ -257,19 +257,19 @@ def compute(
         repeated += repeats
     if len(parts) == 1:
         engine.release(parts[0])  # the one cached table of all events
+    stats = inputs.stats
+    if inputs.repeats_unchecked:  # the repeated rows the parts held are now counted
+        stats = replace(
+            stats,
+            events=stats.events - repeated,
+            duplicate_events=stats.duplicate_events + repeated,
+        )
     # The profiles stay narrow (numbers, no text) until they are streamed: sorting ten million
     # users by ID costs about a second with their few small columns, ten with the ID's text,
     # the category names and the payload carried through the sort (DuckDB, 10M users). So the
     # rows are put in key order first, in a subquery of their own (``view``: the text is not
     # made inside it), and the text is made on the way out; a projection keeps its input's
     # order, and the plan refuses keys out of order, whatever the engine did.
-    stats = inputs.stats
-    if inputs.repeats_unchecked:
-        stats = replace(
-            stats,
-            events=stats.events - repeated,
-            duplicate_events=stats.duplicate_events + repeated,
-        )
     users = _union([u for u, _ in per_user])
     scores = _union([f for _, f in per_user])
     ordered = users.order_by("uid").view()
