@@ -131,10 +131,11 @@ class RunResult:
         }
 
 
-def load_build(settings: RunSettings, now: int, reporter: Reporter) -> tuple[Build, InputStats]:
+def load_build(settings: RunSettings, now: int, reporter: Reporter) -> Build:
     """Read and validate the inputs, then compute profiles and segments.
 
-    The build holds the engine it was computed on; ``build.close()`` releases it.
+    The build holds the engine it was computed on; ``build.close()`` releases it. Its
+    ``input_stats`` are the inputs' final counts.
     """
     engine = open_engine(dataclasses.replace(settings.engine, memory_limit=settings.memory_limit))
     try:
@@ -143,8 +144,7 @@ def load_build(settings: RunSettings, now: int, reporter: Reporter) -> tuple[Bui
         stats = inputs.stats
         reporter.phase("computing profiles and segments")
         as_of = min(stats.max_ts if stats.max_ts is not None else now, now)
-        build = compute(engine, inputs, as_of=as_of, options=settings.ranking)
-        return build, build.input_stats
+        return compute(engine, inputs, as_of=as_of, options=settings.ranking)
     except BaseException:
         engine.close()
         raise
@@ -153,9 +153,9 @@ def load_build(settings: RunSettings, now: int, reporter: Reporter) -> tuple[Bui
 def _plan(
     settings: RunSettings, state: State, now: int, reporter: Reporter
 ) -> tuple[Build, InputStats, PlanCounts, Plan]:
-    build, stats = load_build(settings, now, reporter)
+    build = load_build(settings, now, reporter)
     try:
-        return _diff(settings, state, now, reporter, build, stats)
+        return _diff(settings, state, now, reporter, build, build.input_stats)
     except BaseException:
         build.close()
         raise

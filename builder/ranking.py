@@ -97,7 +97,6 @@ _PLACES_PER_COUNTRY: Final = 27**_CODE_LETTERS
 _GLOBAL_PLACE: Final = 0
 """The ``global`` shelf's place: no pair's (codes have two letters or more), and its language
 number (0, whatever an engine's modulo does with it) is no video's."""
-_PROFILE_COLUMNS: Final = ("user_id", "country", "lang", "bucket", "recent", "last_seen", "uid")
 
 
 @dataclass(frozen=True)

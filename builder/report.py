@@ -222,7 +222,7 @@ def _pre_window_build(
     run = jobs.RunSettings(
         events=pre, catalog=settings.catalog, schema=settings.schema, ranking=settings.ranking
     )
-    build, _ = jobs.load_build(run, since, Silent())
+    build = jobs.load_build(run, since, Silent())
     try:
         window_users = {
             str(r[0])

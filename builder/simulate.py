@@ -146,7 +146,7 @@ def simulate_experiment(
             schema=schema,
             ranking=ranking or RankingOptions(),
         )
-        build, _ = jobs.load_build(run, start, Silent())
+        build = jobs.load_build(run, start, Silent())
         try:
             profiles = [(uid, (c, lang, b)) for uid, c, lang, b, *_ in build.profiles()]
             segments = {schema: build.segments}

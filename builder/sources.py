@@ -379,13 +379,12 @@ def load_inputs(engine: Engine, *, events: Path | str, catalog: Path | str, now:
     catalog_table, n_catalog = _load_catalog(engine, engine.read(str(catalog)))
     loaded = _load_events(engine, engine.read(str(events)), catalog_table, now)
     tables = loaded.tables
-    if len(tables) == 1:
-        events_table = tables[0]
-    elif loaded.repeats_unchecked:
+    if loaded.repeats_unchecked:
         # Repeated rows are always in one part (they have one user): distinct part by part.
-        events_table = ibis.union(*(t.distinct() for t in tables))
+        distinct = [t.distinct() for t in tables]
+        events_table = distinct[0] if len(distinct) == 1 else ibis.union(*distinct)
     else:
-        events_table = ibis.union(*tables)
+        [events_table] = tables  # one table, deduplicated when loaded
     stats = InputStats(
         events=loaded.kept,
         duplicate_events=loaded.rows - loaded.kept,

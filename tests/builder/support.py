@@ -78,8 +78,7 @@ def build_of(files: SampleFiles) -> Build:
     settings = RunSettings(
         events=files.events, catalog=files.catalog, ranking=RankingOptions(min_segment_size=K)
     )
-    build, _ = load_build(settings, NOW, Silent())
-    return build
+    return load_build(settings, NOW, Silent())
 
 
 def expected(files: SampleFiles) -> tuple[dict[str, str], Build]:
