@@ -9,7 +9,9 @@ sent and no request ever exceeds the API's limits.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, overload
+
+import numpy as np
 
 from builder.cloudflare import MAX_BULK_BYTES, MAX_BULK_PAIRS
 
@@ -35,9 +37,15 @@ class BatchCounter:
         """An upper bound of a pair's size in the JSON body (escaping at most doubles it...)."""
         return BatchCounter.pair_size(len(key.encode()), len(value.encode()))
 
+    @overload
     @staticmethod
-    def pair_size(key_bytes: int, value_bytes: int) -> int:
-        """:meth:`pair_bytes` of a key and a value of these UTF-8 sizes."""
+    def pair_size(key_bytes: int, value_bytes: int) -> int: ...
+    @overload
+    @staticmethod
+    def pair_size(key_bytes: np.ndarray, value_bytes: np.ndarray) -> np.ndarray: ...
+    @staticmethod
+    def pair_size(key_bytes: int | np.ndarray, value_bytes: int | np.ndarray) -> int | np.ndarray:
+        """:meth:`pair_bytes` of a key and a value of these UTF-8 sizes (or arrays of them)."""
         return key_bytes + value_bytes * 2 + 64
 
     def add(self, size: int) -> bool:
@@ -46,8 +54,17 @@ class BatchCounter:
         self.add_all((size,))
         return self.batches != before
 
-    def add_all(self, sizes: Iterable[int]) -> None:
-        """Account each pair in turn: the rule itself, without a call per pair."""
+    def add_all(self, sizes: Iterable[int] | np.ndarray) -> None:
+        """Account each pair in turn: the rule itself, without a call per pair.
+
+        For an array of sizes whose largest fills no batch to the byte cap, only the pair cap
+        can cut: the batches are then counted, not walked.
+        """
+        if isinstance(sizes, np.ndarray) and len(sizes):
+            if self._bytes + self.max_pairs * int(sizes.max()) <= self.max_bytes:
+                self._add_counted(sizes)
+                return
+            sizes = sizes.tolist()
         max_pairs, max_bytes = self.max_pairs, self.max_bytes
         pairs, total, batches = self._pairs, self._bytes, self.batches
         for size in sizes:
@@ -58,6 +75,21 @@ class BatchCounter:
             pairs += 1
             total += size
         self._pairs, self._bytes, self.batches = pairs, total, batches
+
+    def _add_counted(self, sizes: np.ndarray) -> None:
+        n, max_pairs = len(sizes), self.max_pairs
+        # The open batch (if any) takes what it has room for; the rest fill new batches.
+        room = max_pairs - self._pairs if self._pairs else 0
+        rest = n - min(room, n)
+        if rest == 0:
+            self._pairs += n
+            self._bytes += int(sizes.sum())
+            return
+        new = -(-rest // max_pairs)
+        in_last = rest - (new - 1) * max_pairs
+        self.batches += new
+        self._pairs = in_last
+        self._bytes = int(sizes[n - in_last :].sum())
 
 
 def pair_size(row: tuple[str, str, *tuple[object, ...]]) -> int:

@@ -51,7 +51,7 @@ from edgeshelf.schema import (
 
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from builder.ranking import Build
     from builder.state import State
@@ -126,18 +126,25 @@ def check_payload(
 class ItemBatch:
     """Computed keys of one phase and TTL in a run, in key order: what :class:`Item` says, in bulk.
 
-    ``sizes`` are the values' UTF-8 lengths. :func:`build_plan` treats a batch exactly as the
-    same keys one :class:`Item` at a time, without an object per key.
+    Arrow arrays, as the engine hands them over: a first run's keys go from the engine to the
+    plan's file without a Python object per key. ``sizes`` are the values' UTF-8 lengths.
+    :func:`build_plan` treats a batch exactly as the same keys one :class:`Item` at a time.
     """
 
-    keys: list[str]
-    values: list[str]
-    sizes: list[int]
+    keys: pa.Array
+    values: pa.Array
+    sizes: pa.Array
     ttl: int
     phase: str
 
+    @classmethod
+    def of(cls, keys: Sequence[str], values: Sequence[str], ttl: int, phase: str) -> ItemBatch:
+        """A batch of these keys and values (their sizes measured)."""
+        text = pa.array(values, pa.string())
+        return cls(pa.array(keys, pa.string()), text, pc.binary_length(text), ttl, phase)
+
     def items(self) -> Iterator[Item]:
-        for key, value in zip(self.keys, self.values, strict=True):
+        for key, value in zip(self.keys.to_pylist(), self.values.to_pylist(), strict=True):
             yield Item(key, value, self.ttl, self.phase)
 
 
@@ -170,20 +177,19 @@ def computed_batches(build: Build, schema: str) -> Iterator[Item | ItemBatch]:
 
 
 def _profile_batch(batch: pa.RecordBatch) -> ItemBatch:
-    uids = batch.column("user_id")
+    uids = batch.column("user_id").cast(pa.string())
     valid = pc.match_substring_regex(uids, f"^(?:{UID_PATTERN})$")
     if not pc.all(valid).as_py():
         bad = uids.filter(pc.invert(valid))[0].as_py()
         profile_key(bad)  # raises the schema module's own error
         raise AssertionError(f"{bad!r} is not a visitor ID")  # pragma: no cover
-    keys = pc.binary_join_element_wise(USER_PREFIX, uids, "").to_pylist()
+    keys = pc.binary_join_element_wise(USER_PREFIX, uids, "")
     n = len(keys)
     for i in sorted({0, n - 1, *range(VERIFY_EVERY, n, VERIFY_EVERY)}) if n else []:
-        if profile_key(uids[i].as_py()) != keys[i]:  # pragma: no cover
+        if profile_key(uids[i].as_py()) != keys[i].as_py():  # pragma: no cover
             raise AssertionError(f"{keys[i]!r} is not profile_key's key")
-    values = batch.column("value")
-    sizes = pc.binary_length(values.cast(pa.binary())).to_pylist()
-    return ItemBatch(keys, values.to_pylist(), sizes, USER_TTL, "profiles")
+    values = batch.column("value").cast(pa.string())
+    return ItemBatch(keys, values, pc.binary_length(values), USER_TTL, "profiles")
 
 
 def computed_items(build: Build, schema: str) -> Iterator[Item]:
@@ -368,21 +374,20 @@ class _Writer:
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def put_all(self, phase: str, batch: ItemBatch, digests: list[bytes]) -> None:
-        """:meth:`put_row` every key of ``batch``, in order."""
-        keys, values, ttls, hashes, phases = self.puts
-        n, start = len(batch.keys), 0
-        while start < n:
-            take = min(n - start, self.CHUNK - len(keys))
-            end = start + take
-            keys.extend(batch.keys[start:end])
-            values.extend(batch.values[start:end])
-            ttls.extend([batch.ttl] * take)
-            hashes.extend(digests[start:end])
-            phases.extend([phase] * take)
-            start = end
-            if len(keys) >= self.CHUNK:
-                self.flush()
+    def put_all(self, batch: ItemBatch, digests: list[bytes]) -> None:
+        """:meth:`put_row` every key of ``batch``, in order, written as Arrow slices."""
+        self.flush()  # the rows put one by one before these go first
+        n = len(batch.keys)
+        columns = [
+            batch.keys,
+            batch.values,
+            pa.repeat(pa.scalar(batch.ttl, pa.int64()), n),
+            pa.array(digests, pa.binary()),
+            pa.repeat(pa.scalar(batch.phase, pa.string()), n),
+        ]
+        rows = pa.record_batch(columns, schema=_PUT_SCHEMA)
+        for start in range(0, n, self.CHUNK):
+            self._stream.write_batch(rows.slice(start, self.CHUNK))
 
     def delete(self, key: str) -> None:
         self.deletes.append((key,))
@@ -423,23 +428,22 @@ def _reason(row: _Row | None, digest: bytes, now: int, refresh_before: float) ->
 
 def _fits(batch: ItemBatch) -> bool:
     """True if no key or value of ``batch`` needs :func:`check_payload`'s refusal or warning."""
-    if not batch.keys:
+    if not len(batch.keys):
         return True
     limit = min(_LIMITS[batch.phase], MAX_VALUE_BYTES, HOT_KEY_WARN_BYTES)
-    longest_key = max(len(key) for key in batch.keys)
-    return (
-        max(batch.sizes) <= limit
-        and longest_key <= MAX_KEY_BYTES
-        and "".join(batch.keys).isascii()  # so a key's length is its size in bytes
+    return bool(
+        pc.max(batch.sizes).as_py() <= limit
+        and pc.max(pc.binary_length(batch.keys)).as_py() <= MAX_KEY_BYTES
+        and pc.all(pc.string_is_ascii(batch.keys)).as_py()  # as the schema module's keys are
     )
 
 
 def _checked(item: Item, warn: Callable[[str], None] | None) -> ItemBatch:
     """``item`` as a batch of one, its sizes checked by :func:`check_payload` (which may warn)."""
-    size = check_payload(item.key, item.value, _LIMITS[item.phase], warn)
-    if not item.key.isascii():  # the schema module's keys are; a key's length is then its size
+    check_payload(item.key, item.value, _LIMITS[item.phase], warn)
+    if not item.key.isascii():  # the schema module's keys are
         raise PayloadError(f"key {item.key[:60]!r} is not ASCII")
-    return ItemBatch([item.key], [item.value], [size], item.ttl, item.phase)
+    return ItemBatch.of([item.key], [item.value], item.ttl, item.phase)
 
 
 def _plan_batch(
@@ -461,7 +465,7 @@ def _plan_batch(
     computed are deleted. Returns the last key, the next state row and the keys seen so far.
     """
     ttl, phase = batch.ttl, batch.phase
-    if batch.keys and (current is None or current[0] > batch.keys[-1]):
+    if len(batch.keys) and (current is None or current[0] > batch.keys[-1].as_py()):
         # No state row before this batch's last key: every key is new and nothing is deleted
         # (a first run, or keys past the state's): the same outcome, made in bulk.
         last, n = _plan_new(batch, counts, batcher, out, previous, n, progress)
@@ -470,8 +474,8 @@ def _plan_batch(
     written = {"new": 0, "changed": 0, "refresh": 0, "unconfirmed": 0}
     skipped = write_bytes = 0
     add, put, pair_size = batcher.add, out.put_row, BatchCounter.pair_size
-    digests = value_hashes(batch.values, ttl)
-    rows = zip(batch.keys, batch.values, batch.sizes, digests, strict=True)
+    keys, values = batch.keys.to_pylist(), batch.values.to_pylist()
+    rows = zip(keys, values, batch.sizes.to_pylist(), value_hashes(values, ttl), strict=True)
     for key, value, size, digest in rows:
         if key <= previous:
             raise _out_of_order(previous, key)
@@ -493,7 +497,7 @@ def _plan_batch(
         n += 1
         if progress is not None and n % 10_000 == 0:
             progress(10_000)
-    counts.computed[phase] += len(batch.keys)
+    counts.computed[phase] += len(keys)
     counts.skipped[phase] += skipped
     counts.write_bytes += write_bytes
     for reason_name, count in written.items():
@@ -519,20 +523,23 @@ def _plan_new(
 
     Returns the last key and the keys seen so far.
     """
-    keys, phase = batch.keys, batch.phase
-    if keys[0] <= previous or any(a >= b for a, b in itertools.pairwise(keys)):
-        raise next(_out_of_order(a, b) for a, b in itertools.pairwise([previous, *keys]) if a >= b)
-    size = BatchCounter.pair_size
-    batcher.add_all([size(len(key), value) for key, value in zip(keys, batch.sizes, strict=True)])
-    out.put_all(phase, batch, value_hashes(batch.values, batch.ttl))
-    counts.computed[phase] += len(keys)
-    counts.new[phase] += len(keys)
-    counts.write_bytes += sum(batch.sizes)
+    keys, n_keys = batch.keys, len(batch.keys)
+    last = keys[-1].as_py()
+    ordered = pc.all(pc.less(keys[:-1], keys[1:]), min_count=0).as_py()
+    if keys[0].as_py() <= previous or not ordered:
+        listed = [previous, *keys.to_pylist()]
+        raise next(_out_of_order(a, b) for a, b in itertools.pairwise(listed) if a >= b)
+    sizes = batch.sizes.to_numpy()
+    batcher.add_all(BatchCounter.pair_size(pc.binary_length(keys).to_numpy(), sizes))
+    out.put_all(batch, value_hashes(batch.values.to_pylist(), batch.ttl))
+    counts.computed[batch.phase] += n_keys
+    counts.new[batch.phase] += n_keys
+    counts.write_bytes += int(sizes.sum())
     if progress is not None:
-        done = (n + len(keys)) // 10_000 - n // 10_000
+        done = (n + n_keys) // 10_000 - n // 10_000
         for _ in range(done):
             progress(10_000)
-    return keys[-1], n + len(keys)
+    return last, n + n_keys
 
 
 def build_plan(

@@ -85,8 +85,7 @@ def plan_pass(rows: int) -> dict[str, Any]:
     def computed() -> Iterator[ItemBatch]:
         for start in range(0, rows, _CHUNK):
             chunk = keys[start : start + _CHUNK]
-            sizes = [len(_PROFILE)] * len(chunk)
-            yield ItemBatch(chunk, [_PROFILE] * len(chunk), sizes, USER_TTL, "profiles")
+            yield ItemBatch.of(chunk, [_PROFILE] * len(chunk), USER_TTL, "profiles")
 
     with State(Path(":memory:")) as state:
         started = time.perf_counter()

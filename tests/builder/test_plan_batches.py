@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -74,9 +75,7 @@ def test_profiles_planned_in_batches_give_the_plan_of_one_item_at_a_time(
 
 def test_an_oversized_profile_in_a_batch_is_refused_as_one_item_at_a_time() -> None:
     """A batch with a value over the limit is refused with the per-key message."""
-    batch = ItemBatch(
-        keys=["u:a", "u:b"], values=["{}", "x" * 5000], sizes=[2, 5000], ttl=60, phase="profiles"
-    )
+    batch = ItemBatch.of(["u:a", "u:b"], ["{}", "x" * 5000], 60, "profiles")
     errors = []
     for items in ([batch], list(batch.items())):
         with State(Path(":memory:")) as state, pytest.raises(PayloadError) as info:
@@ -105,7 +104,7 @@ def test_a_first_runs_plan_made_in_bulk_is_the_plan_of_each_key_on_its_own(
     values = ["v" * size for size in sizes]
     bounds = sorted({0, len(keys), *(c for c in cuts if c < len(keys))})
     batches = [
-        ItemBatch(keys[a:b], values[a:b], sizes[a:b], USER_TTL, "profiles")
+        ItemBatch.of(keys[a:b], values[a:b], USER_TTL, "profiles")
         for a, b in itertools.pairwise(bounds)
     ]
     counter = BatchCounter(max_pairs=max_pairs, max_bytes=max_bytes)
@@ -139,23 +138,29 @@ def test_a_first_runs_plan_made_in_bulk_is_the_plan_of_each_key_on_its_own(
 )
 def test_keys_out_of_order_are_refused_in_bulk_too(batches: list[list[str]]) -> None:
     """A first run's bulk path refuses keys out of order, naming the two keys, like the diff."""
-    items = [
-        ItemBatch(keys, ["{}"] * len(keys), [2] * len(keys), 60, "profiles") for keys in batches
-    ]
+    items = [ItemBatch.of(keys, ["{}"] * len(keys), 60, "profiles") for keys in batches]
     with State(Path(":memory:")) as state, pytest.raises(AssertionError, match="out of order"):
         build_plan(state, items, schema=SCHEMA, now=NOW)
 
 
-@given(sizes=st.lists(st.integers(min_value=0, max_value=500), max_size=80))
-def test_counting_pairs_in_bulk_counts_what_one_at_a_time_counts(sizes: list[int]) -> None:
-    """``BatchCounter.add_all`` leaves the counter exactly as ``add`` on each size would."""
-    one, bulk = BatchCounter(max_pairs=4, max_bytes=900), BatchCounter(max_pairs=4, max_bytes=900)
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=500), max_size=80),
+    max_pairs=st.integers(min_value=1, max_value=9),
+    max_bytes=st.integers(min_value=500, max_value=5_000),
+    as_array=st.booleans(),
+)
+def test_counting_pairs_in_bulk_counts_what_one_at_a_time_counts(
+    sizes: list[int], max_pairs: int, max_bytes: int, as_array: bool
+) -> None:
+    """``BatchCounter.add_all`` (a list, or an array it may count by pairs alone) equals ``add``."""
+    one = BatchCounter(max_pairs=max_pairs, max_bytes=max_bytes)
+    bulk = BatchCounter(max_pairs=max_pairs, max_bytes=max_bytes)
     for size in sizes[:3]:  # a counter part-way through a batch
         one.add(size)
         bulk.add(size)
     for size in sizes[3:]:
         one.add(size)
-    bulk.add_all(sizes[3:])
+    bulk.add_all(np.array(sizes[3:], np.int32) if as_array else sizes[3:])
     assert vars(bulk) == vars(one)
 
 
