@@ -20,7 +20,6 @@ batch earlier.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import shutil
 import tempfile
@@ -34,6 +33,8 @@ import pyarrow.compute as pc
 
 from builder.batching import BatchCounter
 from builder.cloudflare import MAX_BULK_BYTES, MAX_BULK_PAIRS, MAX_KEY_BYTES, MAX_VALUE_BYTES
+from builder.digests import as_current, value_hashes
+from builder.digests import verify as verify_digests
 from builder.errors import PayloadError
 from builder.payloads import VERIFY_EVERY, verify
 from builder.sources import UID_PATTERN
@@ -69,8 +70,6 @@ __all__ = [
     "computed_batches",
     "computed_items",
     "scope",
-    "value_hash",
-    "value_hashes",
 ]
 
 REFRESH_FRACTION: Final = 0.5
@@ -86,21 +85,6 @@ class Item:
     value: str
     ttl: int
     phase: str
-
-
-def value_hashes(values: Iterable[str], ttl: int) -> list[bytes]:
-    """What the state remembers of each value: a change of TTL is a change too.
-
-    In bulk (a batch of values shares its TTL): at ten million keys, formatting the TTL and
-    calling a function per value cost more than the hashing itself.
-    """
-    prefix, blake2b = f"{ttl}\n", hashlib.blake2b
-    return [blake2b((prefix + value).encode(), digest_size=16).digest() for value in values]
-
-
-def value_hash(value: str, ttl: int) -> bytes:
-    """:func:`value_hashes` of one value."""
-    return value_hashes((value,), ttl)[0]
 
 
 def check_payload(
@@ -127,7 +111,8 @@ class ItemBatch:
     """Computed keys of one phase and TTL in a run, in key order: what :class:`Item` says, in bulk.
 
     Arrow arrays, as the engine hands them over: a first run's keys go from the engine to the
-    plan's file without a Python object per key. ``sizes`` are the values' UTF-8 lengths.
+    plan's file without a Python object per key. ``sizes`` are the values' UTF-8 lengths,
+    ``digests`` their state digests (:mod:`builder.digests`) when the engine made them.
     :func:`build_plan` treats a batch exactly as the same keys one :class:`Item` at a time.
     """
 
@@ -136,6 +121,7 @@ class ItemBatch:
     sizes: pa.Array
     ttl: int
     phase: str
+    digests: pa.Array | None = None
 
     @classmethod
     def of(cls, keys: Sequence[str], values: Sequence[str], ttl: int, phase: str) -> ItemBatch:
@@ -168,10 +154,11 @@ def computed_batches(build: Build, schema: str) -> Iterator[Item | ItemBatch]:
 
     Keys are made in bulk: every ``user_id`` is checked against the schema module's visitor-ID
     pattern over the whole batch, and sampled rows against :func:`edgeshelf.schema.profile_key`
-    itself (as :func:`builder.payloads.verify` does for the values).
+    itself (as :func:`builder.payloads.verify` does for the values, and
+    :func:`builder.digests.verify` for the digests the engine made).
     """
     yield from _segment_items(build, schema)
-    for batch in build.profile_batches():
+    for batch in build.profile_batches(digest_ttl=USER_TTL):
         verify(batch)
         yield _profile_batch(batch)
 
@@ -185,11 +172,14 @@ def _profile_batch(batch: pa.RecordBatch) -> ItemBatch:
         raise AssertionError(f"{bad!r} is not a visitor ID")  # pragma: no cover
     keys = pc.binary_join_element_wise(USER_PREFIX, uids, "")
     n = len(keys)
-    for i in sorted({0, n - 1, *range(VERIFY_EVERY, n, VERIFY_EVERY)}) if n else []:
+    sample = sorted({0, n - 1, *range(VERIFY_EVERY, n, VERIFY_EVERY)}) if n else []
+    for i in sample:
         if profile_key(uids[i].as_py()) != keys[i].as_py():  # pragma: no cover
             raise AssertionError(f"{keys[i]!r} is not profile_key's key")
+    verify_digests(batch, sample, USER_TTL)
     values = batch.column("value").cast(pa.string())
-    return ItemBatch(keys, values, pc.binary_length(values), USER_TTL, "profiles")
+    made = batch.column("digest").cast(pa.binary())
+    return ItemBatch(keys, values, pc.binary_length(values), USER_TTL, "profiles", made)
 
 
 def computed_items(build: Build, schema: str) -> Iterator[Item]:
@@ -374,7 +364,7 @@ class _Writer:
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def put_all(self, batch: ItemBatch, digests: list[bytes]) -> None:
+    def put_all(self, batch: ItemBatch, digests: pa.Array) -> None:
         """:meth:`put_row` every key of ``batch``, in order, written as Arrow slices."""
         self.flush()  # the rows put one by one before these go first
         n = len(batch.keys)
@@ -382,7 +372,7 @@ class _Writer:
             batch.keys,
             batch.values,
             pa.repeat(pa.scalar(batch.ttl, pa.int64()), n),
-            pa.array(digests, pa.binary()),
+            digests,
             pa.repeat(pa.scalar(batch.phase, pa.string()), n),
         ]
         rows = pa.record_batch(columns, schema=_PUT_SCHEMA)
@@ -475,7 +465,8 @@ def _plan_batch(
     skipped = write_bytes = 0
     add, put, pair_size = batcher.add, out.put_row, BatchCounter.pair_size
     keys, values = batch.keys.to_pylist(), batch.values.to_pylist()
-    rows = zip(keys, values, batch.sizes.to_pylist(), value_hashes(values, ttl), strict=True)
+    made = value_hashes(values, ttl) if batch.digests is None else batch.digests.to_pylist()
+    rows = zip(keys, values, batch.sizes.to_pylist(), made, strict=True)
     for key, value, size, digest in rows:
         if key <= previous:
             raise _out_of_order(previous, key)
@@ -486,6 +477,8 @@ def _plan_batch(
         match = None
         if current is not None and current[0] == key:
             match, current = current, next(published, None)
+            if match[1] is not None and len(match[1]) != len(digest):  # an older state's
+                match = (key, as_current(match[1], value, ttl, digest), match[2])
         reason = _reason(match, digest, now, refresh_before)
         if reason is None:
             skipped += 1
@@ -531,7 +524,10 @@ def _plan_new(
         raise next(_out_of_order(a, b) for a, b in itertools.pairwise(listed) if a >= b)
     sizes = batch.sizes.to_numpy()
     batcher.add_all(BatchCounter.pair_size(pc.binary_length(keys).to_numpy(), sizes))
-    out.put_all(batch, value_hashes(batch.values.to_pylist(), batch.ttl))
+    made = batch.digests
+    if made is None:
+        made = pa.array(value_hashes(batch.values.to_pylist(), batch.ttl), pa.binary())
+    out.put_all(batch, made)
     counts.computed[batch.phase] += n_keys
     counts.new[batch.phase] += n_keys
     counts.write_bytes += int(sizes.sum())

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Final
 import ibis
 import pyarrow as pa
 
+from builder.digests import digest_expr
 from builder.payloads import profile_json
 from builder.sources import repeated_rows
 from edgeshelf.schema import (
@@ -134,14 +135,20 @@ class Build:
     input_stats: InputStats
     """The inputs' counts, final: repeated rows the compute found are counted as such."""
 
-    def profile_batches(self, chunk: int = 50_000) -> Iterator[pa.RecordBatch]:
+    def profile_batches(
+        self, chunk: int = 50_000, *, digest_ttl: int | None = None
+    ) -> Iterator[pa.RecordBatch]:
         """Profiles in ``user_id`` order (the order of their keys), as bounded Arrow batches.
 
         Columns: ``user_id, country, lang, bucket, recent, last_seen``, then the engine's own
         ``uid`` (the ID in the form it sorts and joins by) and ``value``, the profile's payload
-        (:mod:`builder.payloads`).
+        (:mod:`builder.payloads`); with ``digest_ttl``, also ``digest``, the value's state
+        digest for that TTL (:func:`builder.digests.digest_expr`), made by the engine.
         """
-        return self.engine.batches(self.profile_table, chunk)
+        table = self.profile_table
+        if digest_ttl is not None:  # a projection: the rows keep their order
+            table = table.mutate(digest=digest_expr(table.value, digest_ttl))
+        return self.engine.batches(table, chunk)
 
     def profiles(self, chunk: int = 50_000) -> Iterator[ProfileRow]:
         """Profiles in ``user_id`` order, row by row, fetched chunk by chunk."""

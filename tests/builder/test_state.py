@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from builder.errors import LockedError, StateError
-from builder.state import RunLock, State
+from builder.state import FORMAT, RunLock, State
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -63,3 +63,16 @@ def test_counts_group_keys_by_kind(state_path: Path) -> None:
         state.confirm_written([("u:a", b"h", 1), ("seg:x:v3", b"h", 1), ("seg:y:v12", b"h", 1)])
         state.mark_unconfirmed(["u:b"])
         assert state.counts() == {"u": 2, "seg:v3": 1, "seg:v12": 1, "unconfirmed": 1}
+
+
+def test_a_format_1_state_is_upgraded_and_a_newer_one_refused(state_path: Path) -> None:
+    """A format-1 state opens as format 2 with its rows as they were; an unknown format stops."""
+    with State(state_path) as state:
+        state.set_meta("format", "1")
+        state.confirm_written([("u:a", b"\x01" * 16, 99)])
+    with State(state_path) as state:
+        assert state.get_meta("format") == FORMAT == "2"
+        assert list(state.scan(["u:*"])) == [("u:a", b"\x01" * 16, 99)]
+        state.set_meta("format", "3")
+    with pytest.raises(StateError, match="state format '3'"):
+        State(state_path)
