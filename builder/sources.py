@@ -363,13 +363,21 @@ def repeated_rows(engine: Engine, events: ir.Table, pairs: ir.Table) -> int:
 
     ``pairs`` has a row per (``uid``, ``vno``) of ``events`` with ``n``, its number of rows: a
     repeated row's pair has ``n > 1``, and few pairs do (0.5% at 10M users in the sample), so
-    only their rows are compared, in the aggregation the compute makes anyway.
+    only their rows are compared, in the aggregation the compute makes anyway. Identical rows
+    have the same time too: the rows are compared by (user, video, time) first, which reads no
+    text, and in full only if some of them share all three (at 10M users, 0.2 s a part instead
+    of 0.4 s for an input without repeats).
     """
     multi = pairs.filter(pairs.n > 1).select("uid", "vno")
-    suspects = events.semi_join(multi, ["uid", "vno"])
-    row_value = ibis.struct({c: suspects[c] for c in KEPT_EVENT_COLUMNS})
-    [found] = engine.rows(suspects.aggregate(n=suspects.count(), distinct=row_value.nunique()))
-    return int(found["n"] or 0) - int(found["distinct"] or 0)
+    surplus = 0
+    for columns in (("uid", "vno", "ts"), KEPT_EVENT_COLUMNS):
+        suspects = events.select(*columns).semi_join(multi, ["uid", "vno"])
+        row_value = ibis.struct({c: suspects[c] for c in columns})
+        [found] = engine.rows(suspects.aggregate(n=suspects.count(), distinct=row_value.nunique()))
+        surplus = int(found["n"] or 0) - int(found["distinct"] or 0)
+        if not surplus:  # no two rows share these columns, so none is repeated
+            return 0
+    return surplus
 
 
 def load_inputs(engine: Engine, *, events: Path | str, catalog: Path | str, now: int) -> Inputs:

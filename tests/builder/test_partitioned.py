@@ -147,6 +147,37 @@ def test_repeated_rows_are_found_among_the_pairs_seen_more_than_once(tmp_path: P
         engine.close()
 
 
+@pytest.mark.parametrize(
+    ("extra", "repeats"),
+    [
+        ([], 0),
+        ([(3, 0, 1), (4, 0, 2)], 0),  # same pair and time, other durations: compared in full
+        ([(0, 0, 0), (0, 0, 0), (4, 0, 0)], 3),
+        ([(1, 0, 0), (1, 0, 5)], 1),  # one copy, and one row differing only in its duration
+    ],
+)
+def test_repeated_rows_are_told_from_rows_that_share_only_their_time(
+    tmp_path: Path, extra: list[tuple[int, int, int]], repeats: int
+) -> None:
+    """Rows sharing user, video and time but not every value are not repeats; copies are."""
+    rows: list[list[object]] = [
+        [[UID, UID2, UID3][i % 3], f"v{i % 5}", T0 - 60 * i - earlier, "us", "en", 40 + i + longer]
+        for i, earlier, longer in [(i, 0, 0) for i in range(18)] + extra
+    ]
+    ev = csv_to_parquet(write_csv(tmp_path / "e.csv", EVENT_HEADER, rows), tmp_path / "e.parquet")
+    cat = write_csv(tmp_path / "catalog.csv", CATALOG_HEADER, catalog_rows())
+    engine = DuckDBEngine(partition_rows=4)
+    try:
+        inputs = load_inputs(engine, events=ev, catalog=cat, now=T0 + 3_600)
+        found = 0
+        for part in inputs.event_parts:
+            pairs = part.group_by(["uid", "vno"]).aggregate(n=part.count())
+            found += repeated_rows(engine, part, pairs)
+        assert found == repeats
+    finally:
+        engine.close()
+
+
 def test_a_split_input_counts_its_repeated_rows_in_the_compute(tmp_path: Path) -> None:
     """Split, the load counts every row and the build the repeats; the events are distinct."""
     ev, cat, rows = _repeats_input(tmp_path)
