@@ -347,8 +347,8 @@ class DuckDBEngine(Engine):
         # One pass splits every row into its part's Parquet file in the spill directory; a part
         # is then read back on its own. Temporary tables of all the rows would spill anyway, and
         # reading one part back out of them would scan them all. The rows are written by Arrow's
-        # Parquet writer, without dictionaries or statistics nothing reads: at 10M users DuckDB's
-        # partitioned COPY of the same rows took 55-62 s, this about 35 s.
+        # Parquet writer, without the statistics nothing reads: at 10M users DuckDB's
+        # partitioned COPY of the same rows took 55-62 s, this about 33 s.
         name = self.fresh_name(prefix)
         where = self._spill / name
         where.mkdir()
@@ -388,6 +388,10 @@ class DuckDBEngine(Engine):
         try:
             with self.con.sql(sql).to_arrow_reader(_SPLIT_BATCH_ROWS) as reader:
                 schema = reader.schema.remove(reader.schema.get_field_index(_PART))
+                # Text columns (country, language) hold few distinct values: dictionary pages
+                # make the parts smaller and a part's text faster to read back (10M users:
+                # 0.26 -> 0.10 s a part); the other columns are written plain.
+                text = [f.name for f in schema if pa.types.is_string(f.type)]
                 for batch in reader:
                     for value, rows in _by_part(batch):
                         if value not in writers:
@@ -395,7 +399,7 @@ class DuckDBEngine(Engine):
                                 where / f"part-{value}.parquet",
                                 schema,
                                 compression="lz4",
-                                use_dictionary=False,
+                                use_dictionary=text,
                                 write_statistics=False,
                             )
                         writers[value].write_batch(rows)
