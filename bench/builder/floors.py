@@ -1,6 +1,6 @@
 """The floor of one machine: the passes any build of the ranking must make, each run alone.
 
-    python -m bench.builder.floors --events E [--memory-limit 3GB] [--plan-rows N]
+    python -m bench.builder.floors --events E [--memory-limit 3.2GB] [--plan-rows N]
 
 Each pass is one plain DuckDB query over the events file, with nothing else in it, so its time
 is a lower bound for the same work inside the builder (docs/builder.md, "How far one machine
