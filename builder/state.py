@@ -1,10 +1,9 @@
 """The local record of what Cloudflare confirmed, in SQLite, and the lock against overlapping runs.
 
-Table ``published`` holds, per key, a hash of the value (and TTL) that Cloudflare confirmed
+Table ``published`` holds, per key, a digest of the value (and TTL) that Cloudflare confirmed
 (:mod:`builder.digests`) and when it expires. Before a batch is sent its keys are marked
 *unconfirmed* (``hash`` NULL); only after Cloudflare answered is the hash set (or, for a delete,
-the row removed). So at any moment,
-also right after a crash:
+the row removed). So at any moment, also right after a crash:
 
 - a key with a hash holds exactly that value in KV (until ``expires_at``);
 - an unconfirmed key may hold anything or nothing, and the next plan writes or deletes it.
@@ -31,10 +30,10 @@ __all__ = ["DEFAULT_STATE", "FORMAT", "RunLock", "State"]
 
 DEFAULT_STATE: Final = Path(".edgeshelf/state.sqlite")
 FORMAT: Final = "2"
-_UPGRADES: Final = {"1": FORMAT}
-"""Formats this builder reads, and what they become. Format 1's rows keep their digests (BLAKE2b,
-16 bytes), which builder.digests compares as such until each key is next written; an older
-builder would take every new digest for a change, so it is refused a format-2 state."""
+_OLDER_FORMATS: Final = frozenset({"1"})
+"""Formats this builder opens as its own. Format 1's rows keep their digests (BLAKE2b, 16 bytes),
+which builder.digests compares as such until each key is next written; an older builder would
+take every new digest for a change, so it refuses a format-2 state."""
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -91,7 +90,7 @@ class State:
             self.db.execute("PRAGMA synchronous = FULL")
             self.db.executescript(_SCHEMA)
             fmt = self.get_meta("format")
-            if fmt is None or fmt in _UPGRADES:
+            if fmt is None or fmt in _OLDER_FORMATS:
                 self.set_meta("format", FORMAT)
             elif fmt != FORMAT:
                 raise StateError(f"{path}: state format {fmt!r}, this builder reads {FORMAT!r}")
