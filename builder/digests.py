@@ -49,10 +49,6 @@ DIGEST_BYTES: Final = 20
 LEGACY_DIGEST_BYTES: Final = 16
 
 
-def _text(value: str, ttl: int) -> bytes:
-    return f"{ttl}\n{value}".encode()
-
-
 def value_hashes(values: Iterable[str], ttl: int) -> list[bytes]:
     """The digest of each value for a key with this TTL (a batch shares its TTL)."""
     prefix, sha1 = f"{ttl}\n", hashlib.sha1
@@ -61,12 +57,12 @@ def value_hashes(values: Iterable[str], ttl: int) -> list[bytes]:
 
 def value_hash(value: str, ttl: int) -> bytes:
     """:func:`value_hashes` of one value."""
-    return hashlib.sha1(_text(value, ttl), usedforsecurity=False).digest()
+    return value_hashes((value,), ttl)[0]
 
 
 def legacy_hash(value: str, ttl: int) -> bytes:
     """The digest state format 1 kept: BLAKE2b-128 of the same text."""
-    return hashlib.blake2b(_text(value, ttl), digest_size=LEGACY_DIGEST_BYTES).digest()
+    return hashlib.blake2b(f"{ttl}\n{value}".encode(), digest_size=LEGACY_DIGEST_BYTES).digest()
 
 
 def as_current(old: bytes, value: str, ttl: int, digest: bytes) -> bytes:

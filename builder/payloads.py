@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import ibis.expr.types as ir
     import pyarrow as pa
 
-__all__ = ["VERIFY_EVERY", "profile_json", "verify"]
+__all__ = ["VERIFY_EVERY", "profile_json", "sampled_rows", "verify"]
 
 VERIFY_EVERY: Final = 997
 """Besides the first and last row of a batch, every this-many-th row is re-encoded."""
@@ -60,12 +60,16 @@ def profile_json(
     )
 
 
+def sampled_rows(n: int) -> list[int]:
+    """The rows of an ``n``-row batch that are checked: first, last, every ``VERIFY_EVERY``-th."""
+    return sorted({0, n - 1, *range(VERIFY_EVERY, n, VERIFY_EVERY)}) if n else []
+
+
 def verify(batch: pa.RecordBatch, value_column: str = "value") -> None:
     """Re-encode sampled rows of a profile batch with ``encode_profile``; raise on a difference."""
-    n = batch.num_rows
-    if n == 0:
+    rows = sampled_rows(batch.num_rows)
+    if not rows:
         return
-    rows = sorted({0, n - 1, *range(VERIFY_EVERY, n, VERIFY_EVERY)})
     sample = batch.take(rows).to_pylist()
     for row in sample:
         want = encode_profile(

@@ -36,7 +36,7 @@ from builder.cloudflare import MAX_BULK_BYTES, MAX_BULK_PAIRS, MAX_KEY_BYTES, MA
 from builder.digests import as_current, value_hashes
 from builder.digests import verify as verify_digests
 from builder.errors import PayloadError
-from builder.payloads import VERIFY_EVERY, verify
+from builder.payloads import sampled_rows, verify
 from builder.sources import UID_PATTERN
 from edgeshelf.schema import (
     MAX_PROFILE_BYTES,
@@ -171,8 +171,7 @@ def _profile_batch(batch: pa.RecordBatch) -> ItemBatch:
         profile_key(bad)  # raises the schema module's own error
         raise AssertionError(f"{bad!r} is not a visitor ID")  # pragma: no cover
     keys = pc.binary_join_element_wise(USER_PREFIX, uids, "")
-    n = len(keys)
-    sample = sorted({0, n - 1, *range(VERIFY_EVERY, n, VERIFY_EVERY)}) if n else []
+    sample = sampled_rows(len(keys))
     for i in sample:
         if profile_key(uids[i].as_py()) != keys[i].as_py():  # pragma: no cover
             raise AssertionError(f"{keys[i]!r} is not profile_key's key")
